@@ -1,0 +1,115 @@
+"""Throughput: mflow against `make -j` on a layered random DAG of `true` tasks.
+
+The DAG has layers of --width tasks; each task of a layer after the first depends on --fanin
+random distinct tasks of the layer before (seeded by --seed). It is written as an mflow
+taskfile and as a Makefile with the same edges, then `make -s -jJ` and `mflow --quiet -j J`
+run alternately, --repeat times each. Every mflow run is a new run: with the default store
+each gets a fresh MFLOW_HOME (so a fresh SQLite file) and log directory; with --state every
+run records into that store (the previous run has ended, so the run lock is free).
+
+Untimed checks: make executes N recipes (one `make --trace` run, counting echoed recipes) and
+`mflow status RUN --json` shows N tasks in SUCCESS after every mflow run.
+
+    .venv/bin/python bench/throughput.py                      # 10,000 tasks, -j 8, SQLite
+    .venv/bin/python bench/throughput.py --state 'postgresql+psycopg://...'
+    .venv/bin/python bench/throughput.py --start-zookeeper
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import ExitStack
+
+from common import (
+    Measured,
+    check_ok,
+    clean_env,
+    count_make_recipes,
+    edge_count,
+    layered_dag,
+    make_argv,
+    median,
+    mflow_run_argv,
+    print_table,
+    shown_url,
+    timed_run,
+    verify_mflow_run,
+    when,
+    workdir,
+    write_makefile,
+    write_taskfile,
+    zookeeper_server,
+)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks in the DAG (10000)")
+    parser.add_argument("--width", type=int, default=100, help="tasks per layer (100)")
+    parser.add_argument("--fanin", type=int, default=2, help="dependencies per task (2)")
+    parser.add_argument("-j", "--jobs", type=int, default=8, help="concurrency of both (8)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the edges (1)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each tool (3)")
+    parser.add_argument("--state", help="mflow state store URL (default: fresh SQLite per run)")
+    parser.add_argument(
+        "--start-zookeeper",
+        action="store_true",
+        help="start a throw-away ZooKeeper server (Debian package) and use it as --state",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args()
+    if args.start_zookeeper and args.state:
+        parser.error("--start-zookeeper and --state exclude each other")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    dag = layered_dag(args.tasks, args.width, args.fanin, args.seed)
+    with ExitStack() as stack:
+        tmp = stack.enter_context(workdir(args.keep, "mflow-bench-throughput-"))
+        state = args.state
+        if args.start_zookeeper:
+            state = stack.enter_context(zookeeper_server(tmp / "zookeeper"))
+        taskfile = write_taskfile(tmp / "tasks.json", dag)
+        makefile = write_makefile(tmp / "Makefile", dag)
+
+        recipes = count_make_recipes(makefile, args.jobs, tmp)
+        if recipes != args.tasks:
+            raise SystemExit(f"make --trace ran {recipes} recipes, expected {args.tasks}")
+
+        make_runs: list[Measured] = []
+        mflow_runs: list[Measured] = []
+        for i in range(args.repeat):
+            measured = timed_run(make_argv(makefile, args.jobs), cwd=tmp)
+            check_ok(measured, "make")
+            make_runs.append(measured)
+
+            env = clean_env(MFLOW_HOME=str(tmp / f"home-{i}"))
+            argv = mflow_run_argv(taskfile, args.jobs, tmp / f"logs-{i}", state)
+            measured = timed_run(argv, cwd=tmp, env=env)
+            verify_mflow_run(measured, args.tasks, cwd=tmp, env=env, state=state)
+            mflow_runs.append(measured)
+
+    print(
+        f"throughput: {args.tasks} tasks, width {args.width}, fan-in {args.fanin} "
+        f"({edge_count(dag)} edges), -j {args.jobs}, {args.repeat} runs each; "
+        f"store: {shown_url(state)}"
+    )
+    print(when())
+    print_table(
+        ["tool", "median s", "min s", "max s", "tasks/s", "CPU s", "peak RSS MiB"],
+        [
+            [name, median(t), min(t), max(t), round(args.tasks / median(t)), cpu, rss]
+            for name, runs in (("make", make_runs), ("mflow", mflow_runs))
+            for t in [[r.seconds for r in runs]]
+            for cpu in [median([r.cpu_seconds for r in runs])]
+            for rss in [max(r.max_rss_mib for r in runs)]
+        ],
+    )
+    ratio = median([r.seconds for r in mflow_runs]) / median([r.seconds for r in make_runs])
+    print(f"mflow/make (median/median): {ratio:.2f}x; every run verified: {args.tasks} tasks")
+
+
+if __name__ == "__main__":
+    main()

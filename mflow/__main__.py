@@ -1,0 +1,5 @@
+"""`python -m mflow`."""
+
+from mflow.cli import main
+
+main()

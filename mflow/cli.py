@@ -1,0 +1,450 @@
+"""The `mflow` command: Typer parses, the core does the work, errors become exit codes.
+
+`mflow [--config F] [--taskfile F] [--datasources F] [options]` runs the DAG, exactly as
+`mflow run ...` does (the seed tool's form). Modules beyond typer are imported inside the
+command that needs them: mflow is started thousands of times a night by cron and by parent
+DAGs, and `mflow --help` must stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mflow.errors import ExitCode, MflowError
+
+app = typer.Typer(
+    name="mflow",
+    help="Run a DAG of tasks described in files (default: ./tasks.json).",
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="config.json (default: ./config.json if present).", show_default=False
+    ),
+]
+TaskfileOpt = Annotated[
+    Path | None,
+    typer.Option("--taskfile", "-f", help="The DAG (default: ./tasks.json).", show_default=False),
+]
+DatasourcesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--datasources", help="Connections (default: ./oracle.json if present).", show_default=False
+    ),
+]
+StateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--state", help="State store URL (overrides MFLOW_STATE and the files).", show_default=False
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+@dataclass
+class FileOptions:
+    """File options given before a subcommand (`mflow --taskfile x validate`)."""
+
+    config: Path | None = None
+    taskfile: Path | None = None
+    datasources: Path | None = None
+    state: str | None = None
+
+
+def _files(
+    ctx: typer.Context, config: Path | None, taskfile: Path | None, datasources: Path | None
+) -> tuple[Path | None, Path | None, Path | None]:
+    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    return (config or outer.config, taskfile or outer.taskfile, datasources or outer.datasources)
+
+
+def _run(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    taskfile: TaskfileOpt = None,
+    datasources: DatasourcesOpt = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-j",
+            min=1,
+            help="Most tasks at once (overrides config).",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_ID|last",
+            help="Continue a run: SUCCESS tasks are kept, the others run again.",
+            show_default=False,
+        ),
+    ] = None,
+    oneshot: Annotated[
+        str | None,
+        typer.Option(
+            "--oneshot",
+            metavar="TASK",
+            help="Run only this task, ignoring its dependencies.",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            metavar="TASK",
+            help="Run this task and everything it depends on.",
+            show_default=False,
+        ),
+    ] = None,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="After a failure, start nothing new.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and the commands; run nothing.")
+    ] = False,
+    allow_concurrent: Annotated[
+        bool, typer.Option("--allow-concurrent", help="Run even if this DAG is already running.")
+    ] = False,
+    state: StateOpt = None,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-dir", help="Log directory (overrides config log_directory).", show_default=False
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the final summary.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per event on stdout.")
+    ] = False,
+    parent: Annotated[
+        str | None,
+        typer.Option("--parent", hidden=True, help="RUN_ID:TASK_ID of the parent (child runs)."),
+    ] = None,
+) -> None:
+    """Run the DAG (the default command)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = FileOptions(config, taskfile, datasources, state)
+        return
+    from mflow.run import RunOptions, execute
+
+    options = RunOptions(
+        config=config,
+        taskfile=taskfile,
+        datasources=datasources,
+        concurrency=concurrency,
+        resume=resume,
+        oneshot=oneshot,
+        target=target,
+        fail_fast=fail_fast,
+        dry_run=dry_run,
+        allow_concurrent=allow_concurrent,
+        state=state,
+        log_dir=log_dir,
+        quiet=quiet,
+        json=json_output,
+        parent=parent,
+    )
+    raise typer.Exit(int(execute(options)))
+
+
+app.callback(invoke_without_command=True)(_run)
+app.command("run", help="Run the DAG (same as plain `mflow`).")(_run)
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    taskfile: TaskfileOpt = None,
+    datasources: DatasourcesOpt = None,
+) -> None:
+    """Check the files: schema, ids, types, connections, dependencies, cycles."""
+    from mflow.project import load_project
+
+    project = load_project(*_files(ctx, config, taskfile, datasources))
+    typer.echo(f"OK: {len(project.dag.tasks)} tasks, {project.dag.edges} edges")
+
+
+class GraphFormat(str, Enum):
+    tree = "tree"
+    dot = "dot"
+    json = "json"
+
+
+@app.command()
+def graph(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    taskfile: TaskfileOpt = None,
+    datasources: DatasourcesOpt = None,
+    fmt: Annotated[
+        GraphFormat, typer.Option("--format", help="tree, dot (Graphviz) or json.")
+    ] = GraphFormat.tree,
+) -> None:
+    """Show the DAG: a tree on the terminal, Graphviz DOT, or JSON nodes and edges."""
+    from mflow import render
+    from mflow.project import load_project
+
+    project = load_project(*_files(ctx, config, taskfile, datasources))
+    if fmt is GraphFormat.tree:
+        render.print_tree(project)
+    elif fmt is GraphFormat.dot:
+        typer.echo(render.dot(project), nl=False)
+    else:
+        typer.echo(render.graph_json(project))
+
+
+def main() -> None:
+    """Console entry point: run the app, map MflowError to its exit code without a traceback."""
+    try:
+        app(prog_name="mflow")
+    except MflowError as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        sys.exit(int(ExitCode.SIGINT))
+    except BrokenPipeError:  # `mflow graph | head`
+        sys.stderr.close()
+        sys.exit(int(ExitCode.OK))
+
+
+# --------------------------------------------------------------------------- store queries
+
+
+def _store(ctx: typer.Context, state: str | None, config: Path | None, datasources: Path | None):
+    from mflow.state import open_store_from_files
+
+    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    return open_store_from_files(
+        state or outer.state, config or outer.config, datasources or outer.datasources
+    )
+
+
+def _tty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@app.command()
+def runs(
+    ctx: typer.Context,
+    dag: Annotated[str | None, typer.Option("--dag", help="Only runs of this DAG.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="RUNNING, SUCCESS, FAILED or CANCELLED."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Recent runs, most recent first."""
+    from mflow.errors import ConfigError
+    from mflow.events import RunState
+    from mflow.status import print_runs
+
+    wanted = None
+    if status is not None:
+        try:
+            wanted = RunState(status.upper())
+        except ValueError:
+            raise ConfigError(
+                f"--status: unknown run status '{status}'",
+                json_path="",
+                hint="one of: " + ", ".join(s.value for s in RunState),
+            ) from None
+    store = _store(ctx, state, config, datasources)
+    try:
+        found = store.list_runs(dag=dag, status=wanted, limit=limit)
+    finally:
+        store.close()
+    print_runs(found, json_output=json_output, tty=_tty())
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    run_id: Annotated[
+        int | None, typer.Argument(help="A run id (default: the latest run).")
+    ] = None,
+    dag: Annotated[str | None, typer.Option("--dag", help="The latest run of this DAG.")] = None,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The tasks of a run: state, attempt, duration, exit code, log; child runs nested."""
+    import json
+
+    from mflow.errors import RunNotFound
+    from mflow.status import print_tree_plain, print_tree_rich, run_tree, tree_dict
+
+    store = _store(ctx, state, config, datasources)
+    try:
+        run = store.get_run(run_id) if run_id is not None else store.latest_run(dag)
+        if run is None:
+            raise RunNotFound(f"no runs{f' of DAG {dag}' if dag else ''} in {store.display_url}")
+        tree = run_tree(store, run)
+    finally:
+        store.close()
+    if json_output:
+        typer.echo(json.dumps(tree_dict(tree), indent=2))
+    elif _tty():
+        print_tree_rich(tree)
+    else:
+        print_tree_plain(tree)
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(help="The run id.")],
+    task: Annotated[str, typer.Argument(help="The task id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-F", help="Keep printing until the task ends.")
+    ] = False,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Print a task's log (the output of every attempt)."""
+    import json
+
+    from mflow.errors import RunNotFound
+    from mflow.status import follow_log, record_dict
+
+    store = _store(ctx, state, config, datasources)
+    try:
+        store.get_run(run_id)
+        row = next((r for r in store.tasks(run_id) if r.task_id == task), None)
+        if row is None:
+            raise RunNotFound(f"run {run_id} has no task '{task}'")
+        if follow and not json_output:
+            follow_log(store, run_id, row, sys.stdout)
+            return
+    finally:
+        store.close()
+    text = ""
+    if row.log_path and Path(row.log_path).exists():
+        text = Path(row.log_path).read_text(encoding="utf-8", errors="replace")
+    if json_output:
+        typer.echo(json.dumps({**record_dict(row), "text": text}, indent=2))
+    elif row.log_path is None:
+        typer.echo(
+            f"task {task} of run {run_id} has not started (state {row.state.value})", err=True
+        )
+    else:
+        sys.stdout.write(text)
+
+
+# --------------------------------------------------------------------------- db, crypt
+
+db_app = typer.Typer(help="The state store's tables.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+class Dialect(str, Enum):
+    oracle = "oracle"
+    postgresql = "postgresql"
+    sqlite = "sqlite"
+
+
+@db_app.command("init")
+def db_init(
+    ctx: typer.Context,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the DDL instead of running it.")
+    ] = False,
+    dialect: Annotated[
+        Dialect | None,
+        typer.Option("--dialect", help="With --sql: oracle, postgresql or sqlite."),
+    ] = None,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+) -> None:
+    """Create the store's tables (idempotent), or print the DDL for a DBA."""
+    if sql:
+        from mflow.state.ddl import ddl
+
+        typer.echo(ddl((dialect or Dialect.oracle).value), nl=False)
+        return
+    store = _store(ctx, state, config, datasources)
+    try:
+        store.init()
+    finally:
+        store.close()
+    typer.echo(f"initialised {store.display_url}")
+
+
+crypt_app = typer.Typer(
+    help="Encrypt passwords for datasources (MFLOW_PASSKEY).", no_args_is_help=True
+)
+app.add_typer(crypt_app, name="crypt")
+
+
+def _passkey(confirm: bool) -> str:
+    import getpass
+    import os
+
+    from mflow.secrets import PASSKEY_ENV
+
+    if os.environ.get(PASSKEY_ENV):
+        return os.environ[PASSKEY_ENV]
+    key = getpass.getpass("passkey: ")
+    if confirm and getpass.getpass("passkey again: ") != key:
+        from mflow.errors import ConfigError
+
+        raise ConfigError("the passkeys differ", json_path="")
+    return key
+
+
+def _secret_input(prompt: str) -> str:
+    import getpass
+
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\n")
+
+
+@crypt_app.command("encrypt")
+def crypt_encrypt() -> None:
+    """Read a password (hidden prompt, or one line of stdin) and print its encrypted_password."""
+    from mflow.secrets import encrypt
+
+    passkey = _passkey(confirm=True)
+    typer.echo(encrypt(_secret_input("password: "), passkey))
+
+
+@crypt_app.command("decrypt")
+def crypt_decrypt() -> None:
+    """Read an encrypted_password (prompt, or one line of stdin) and print the password."""
+    from mflow.errors import ConfigError
+    from mflow.secrets import decrypt
+
+    passkey = _passkey(confirm=False)
+    try:
+        typer.echo(decrypt(_secret_input("encrypted_password: "), passkey))
+    except ValueError as exc:
+        raise ConfigError(f"cannot decrypt: {exc}", json_path="") from None

@@ -1,0 +1,237 @@
+"""What a run prints: a live view on a terminal, plain lines in a pipe, JSON events, or quiet.
+
+Every view is a listener of run events and ends with the same summary (JSON mode prints the
+`RunEnded` event instead). Output that cannot be written (stdout closed) is dropped: the run
+goes on and its logs and store are the record.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from mflow.events import (
+    Event,
+    RunEnded,
+    RunNotice,
+    RunStarted,
+    TaskEnded,
+    TaskStarted,
+    TaskState,
+    event_dict,
+)
+from mflow.logs import counts_text, seconds
+
+
+def summary_lines(event: RunEnded) -> list[str]:
+    took = seconds(event.time - event.started)
+    lines = [f"run {event.run_id} {event.state} in {took}: {counts_text(event.counts)}"]
+    width = max((len(tid) for tid, _ in event.failed), default=0)
+    for tid, log_path in event.failed:
+        lines.append(f"  failed: {tid:<{width}}  log: {log_path}")
+    if event.resume_command:
+        lines.append(f"resume with: {event.resume_command}")
+    return lines
+
+
+class _Output:
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.broken = self.stream is None  # started with stdout closed (`mflow >&-`)
+
+    def line(self, text: str) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.write(text + "\n")
+        except (OSError, ValueError, AttributeError):
+            self.broken = True
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError, AttributeError):
+                self.broken = True
+
+    def close(self) -> None:
+        self.flush()
+
+
+class QuietConsole(_Output):
+    """Only the final summary."""
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunEnded):
+            for text in summary_lines(event):
+                self.line(text)
+
+
+class JsonConsole(_Output):
+    """One JSON object per event on stdout (`--json`)."""
+
+    def handle(self, event: Event) -> None:
+        self.line(json.dumps(event_dict(event), separators=(",", ":")))
+
+
+def plain_event(event: Event) -> str | None:
+    """One line for an event, or None for events not worth a line."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+    if isinstance(event, TaskStarted):
+        pid = f", pid {event.pid}" if event.pid else ""
+        return f"{stamp} START    {event.task_id} (attempt {event.attempt}{pid})"
+    if isinstance(event, TaskEnded):
+        if event.retry_in is not None:
+            return (
+                f"{stamp} RETRY    {event.task_id} attempt {event.attempt} failed "
+                f"({event.reason}); next in {seconds(event.retry_in)}"
+            )
+        detail = seconds(event.duration) if event.duration is not None else ""
+        if event.state is not TaskState.SUCCESS and event.reason:
+            detail = f"{detail} {event.reason}".strip()
+        if event.state in (TaskState.FAILED, TaskState.CANCELLED) and event.log_path:
+            detail += f" (log {event.log_path})"
+        return f"{stamp} {event.state.value:<8} {event.task_id} {detail}".rstrip()
+    if isinstance(event, RunStarted):
+        what = "resumed" if event.resumed else "started"
+        return (
+            f"{stamp} run {event.run_id} {what}: {event.dag}, {event.tasks} tasks, "
+            f"concurrency {event.concurrency}, logs in {event.log_directory}"
+        )
+    if isinstance(event, RunNotice):
+        return f"{stamp} {event.level:<8} {event.message}"
+    return None
+
+
+class PlainConsole(_Output):
+    """Plain one-line events, no colour codes: for pipes, files and cron mail."""
+
+    def handle(self, event: Event) -> None:
+        text = plain_event(event)
+        if text is not None:
+            self.line(text)
+        if isinstance(event, RunEnded):
+            for text in summary_lines(event):
+                self.line(text)
+
+
+_STYLE = {
+    "SUCCESS": "green",
+    "FAILED": "bold red",
+    "UPSTREAM_FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "NONE": "dim",
+}
+
+
+class LiveConsole:
+    """A rich live view: counts by state, running tasks with their elapsed time, overall time.
+
+    Failures and notices are printed above the view as they happen."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(highlight=False)
+        self.lock = threading.Lock()
+        self.running: dict[str, tuple[float, int]] = {}  # task -> (started, attempt)
+        self.counts: dict[str, int] = {}
+        self.total = 0
+        self.title = ""
+        self.started = time.time()
+        self.live = Live(
+            console=self.console, get_renderable=self._render, refresh_per_second=4, transient=True
+        )
+        self.live_started = False
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        with self.lock:
+            running = sorted(self.running.items(), key=lambda kv: kv[1][0])
+            counts = dict(self.counts)
+        now = time.time()
+        done = sum(n for s, n in counts.items() if s not in ("RUNNING", "NONE"))
+        head = Text.assemble(
+            (self.title, "bold"),
+            f"  {done}/{self.total} done  ",
+            (seconds(now - self.started), "dim"),
+        )
+        tally = Text("  ").join(
+            Text(f"{n} {s}", style=_STYLE.get(s, "")) for s, n in counts.items() if n
+        )
+        table = Table(box=None, show_header=bool(running), pad_edge=False)
+        table.add_column("running", style="cyan")
+        table.add_column("attempt", justify="right")
+        table.add_column("elapsed", justify="right")
+        for tid, (since, attempt) in running[:20]:
+            table.add_row(tid, str(attempt), seconds(now - since))
+        if len(running) > 20:
+            table.add_row(f"… {len(running) - 20} more", "", "")
+        return Group(head, tally, table)
+
+    def handle(self, event: Event) -> None:
+        with self.lock:
+            self._update(event)
+        if isinstance(event, TaskEnded) and event.state is not TaskState.SUCCESS:
+            style = _STYLE.get(event.state.value, "")
+            text = plain_event(event)
+            if text:
+                self.console.print(text, style=style, markup=False)
+        elif isinstance(event, RunNotice):
+            self.console.print(plain_event(event), markup=False)
+        elif isinstance(event, RunStarted):
+            self.live.start()
+            self.live_started = True
+        elif isinstance(event, RunEnded):
+            self.close()
+            style = "green" if event.exit_code == 0 else "bold red"
+            for i, text in enumerate(summary_lines(event)):
+                self.console.print(text, style=style if i == 0 else None, markup=False)
+
+    def _update(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.title = f"mflow {event.dag} run {event.run_id}"
+            self.total = event.tasks
+            self.started = event.time
+            self.counts = {"SUCCESS": event.done, "NONE": event.tasks - event.done}
+        elif isinstance(event, TaskStarted):
+            self.running[event.task_id] = (event.time, event.attempt)
+            self._move(None, "RUNNING", event.task_id)
+        elif isinstance(event, TaskEnded):
+            was_running = self.running.pop(event.task_id, None) is not None
+            new = "NONE" if event.retry_in is not None else event.state.value
+            self._move("RUNNING" if was_running else "NONE", new, event.task_id)
+
+    def _move(self, old: str | None, new: str, task_id: str) -> None:
+        old = old or "NONE"
+        self.counts[old] = max(0, self.counts.get(old, 0) - 1)
+        self.counts[new] = self.counts.get(new, 0) + 1
+
+    def flush(self) -> None:
+        pass  # the live view redraws itself
+
+    def close(self) -> None:
+        if self.live_started:
+            self.live.stop()
+            self.live_started = False
+
+
+def make_console(*, quiet: bool, json_output: bool) -> Any:
+    """The view that fits: --json, --quiet, a terminal, or anything else."""
+    if json_output:
+        return JsonConsole()
+    if quiet:
+        return QuietConsole()
+    try:
+        tty = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return LiveConsole() if tty else PlainConsole()

@@ -1,0 +1,136 @@
+"""The master log and the task logs.
+
+`<log_directory>/mflow.log` is appended to by every run (child runs included), one line per
+event: ISO-8601 time, level, run id, message. `<log_directory>/master_<run>_task_<task>.log`
+receives a task's stdout and stderr straight from the process; each attempt starts with a
+header line written here. No colour codes go to either.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from mflow.events import (
+    Event,
+    RunEnded,
+    RunNotice,
+    RunStarted,
+    TaskEnded,
+    TaskStarted,
+    TaskState,
+)
+
+MASTER_LOG = "mflow.log"
+
+
+def task_log_path(log_dir: Path, run_id: int, task_id: str) -> Path:
+    return log_dir / f"master_{run_id}_task_{task_id}.log"
+
+
+def iso(t: float) -> str:
+    """Local time with its UTC offset, to the millisecond (2026-11-23T19:30:00.123+01:00)."""
+    local = time.localtime(t)
+    offset = local.tm_gmtoff
+    sign = "+" if offset >= 0 else "-"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local)
+    return f"{stamp}.{int(t % 1 * 1000):03d}{sign}{hours:02d}:{minutes:02d}"
+
+
+def attempt_header(
+    run_id: int, task_id: str, attempt: int, attempts: int, command: str, t: float
+) -> str:
+    return (
+        f"===== mflow {iso(t)} run {run_id} task {task_id} "
+        f"attempt {attempt}/{attempts}: {command}\n"
+    )
+
+
+def open_task_log(path: Path) -> int:
+    """An append-only descriptor on the task log, for the process's stdout and stderr."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.2f}s"
+    minutes, secs = divmod(int(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no tasks"
+
+
+def format_event(event: Event) -> tuple[str, str] | None:
+    """(level, message) for the master log."""
+    if isinstance(event, TaskStarted):
+        pid = f", pid {event.pid}" if event.pid else ""
+        return "INFO", f"task {event.task_id} started (attempt {event.attempt}{pid})"
+    if isinstance(event, TaskEnded):
+        parts = [f"attempt {event.attempt}"]
+        if event.exit_code is not None:
+            parts.append(f"exit code {event.exit_code}")
+        if event.duration is not None:
+            parts.append(seconds(event.duration))
+        if event.reason:
+            parts.append(event.reason)
+        if event.log_path:
+            parts.append(f"log {event.log_path}")
+        text = f"task {event.task_id} {event.state} ({', '.join(parts)})"
+        if event.retry_in is not None:
+            return "WARNING", f"{text}; retry in {seconds(event.retry_in)}"
+        level = {
+            TaskState.SUCCESS: "INFO",
+            TaskState.FAILED: "ERROR",
+        }.get(event.state, "WARNING")
+        return level, text
+    if isinstance(event, RunStarted):
+        what = "run resumed" if event.resumed else "run started"
+        parent = (
+            f", parent run {event.parent_run_id} task {event.parent_task_id}"
+            if event.parent_run_id is not None
+            else ""
+        )
+        return "INFO", (
+            f"{what}: dag {event.dag}, taskfile {event.taskfile}, "
+            f"config {event.config or '(defaults)'}, datasources {event.datasources or '(none)'}, "
+            f"state {event.state_url}, log directory {event.log_directory}, "
+            f"{event.tasks} tasks, concurrency {event.concurrency}{parent}"
+        )
+    if isinstance(event, RunEnded):
+        level = "INFO" if event.exit_code == 0 else "ERROR"
+        took = seconds(event.time - event.started)
+        return level, f"run ended {event.state}: {counts_text(event.counts)} in {took}"
+    if isinstance(event, RunNotice):
+        return event.level, event.message
+    return None
+
+
+class MasterLog:
+    """Appends one line per event to `<log_directory>/mflow.log`."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.path = log_dir / MASTER_LOG
+        # Line buffered: `tail -f mflow.log` sees each event as it happens.
+        self._file = open(self.path, "a", buffering=1, encoding="utf-8")
+
+    def write(self, t: float, level: str, run_id: int | None, message: str) -> None:
+        run = f"run={run_id}" if run_id is not None else "run=-"
+        self._file.write(f"{iso(t)} {level:<7} {run} {message}\n")
+
+    def handle(self, event: Event) -> None:
+        formatted = format_event(event)
+        if formatted is not None:
+            self.write(event.time, formatted[0], event.run_id, formatted[1])
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

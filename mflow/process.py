@@ -1,0 +1,206 @@
+"""The one place that starts task processes, learns that they ended, and kills them.
+
+Every task process leads its own session (`start_new_session=True`), so its process group is
+the whole tree it starts: a timeout or a cancellation signals the group, then SIGKILLs it after
+a grace period. Output goes from the process straight to its log file descriptor; nothing is
+copied through Python.
+
+`ExitWatcher` is what the runner's loop sleeps on: one selector over a wake-up pipe (written by
+worker threads and, through `signal.set_wakeup_fd`, by signals) and one pidfd per running
+process, so a finished process wakes the loop at once without a thread per task. Where
+`os.pidfd_open` is missing (Linux < 5.3) a small waiter thread per process does the same job.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
+
+
+def _pidfd_supported() -> bool:
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+PIDFD = _pidfd_supported()
+
+
+@dataclass(eq=False)
+class Process:
+    """A started task process (the leader of its own process group)."""
+
+    popen: subprocess.Popen[bytes]
+    pidfd: int | None = None
+    returncode: int | None = None
+    _reaped: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def reap(self) -> int | None:
+        """The exit status if the process has ended (reaping it), else None."""
+        if self.returncode is None:
+            self.returncode = self.popen.poll()
+        return self.returncode
+
+    def signal_group(self, signum: int) -> None:
+        """Signal the whole process group; a group already gone is not an error."""
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def group_alive(self) -> bool:
+        """Some process of the group still exists (the leader may be gone already)."""
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+def exit_code(returncode: int) -> int:
+    """A shell-style exit code: 128 + N for a process killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exit code {returncode}"
+
+
+class SpawnError(Exception):
+    """The executable could not be started; `exit_code` is what a shell would report."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def spawn(
+    argv: list[str], env: Mapping[str, str], cwd: Path | None, output_fd: int
+) -> subprocess.Popen[bytes]:
+    """Start argv in a new session with stdin from /dev/null and stdout+stderr to output_fd."""
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output_fd,
+            stderr=output_fd,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except FileNotFoundError as exc:
+        missing = exc.filename if exc.filename is not None else argv[0]
+        if cwd is not None and missing == str(cwd):
+            raise SpawnError(f"working directory not found: {cwd}", 126) from None
+        raise SpawnError(f"{argv[0]}: command not found", 127) from None
+    except PermissionError:
+        raise SpawnError(f"{argv[0]}: permission denied", 126) from None
+    except NotADirectoryError:
+        raise SpawnError(f"working directory is not a directory: {cwd}", 126) from None
+    except OSError as exc:
+        raise SpawnError(f"{argv[0]}: {exc.strerror}", 126) from None
+
+
+class ExitWatcher:
+    """Sleeps until a watched process ends, a worker thread calls `wake`, or a signal comes."""
+
+    def __init__(self, use_pidfd: bool = PIDFD) -> None:
+        self.use_pidfd = use_pidfd
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._exited: list[Process] = []  # from waiter threads (no pidfd)
+        self._lock = threading.Lock()
+
+    @property
+    def wakeup_fd(self) -> int:
+        """For `signal.set_wakeup_fd`: a signal then wakes `wait` too."""
+        return self._wake_w
+
+    def start(
+        self, argv: list[str], env: Mapping[str, str], cwd: Path | None, output_fd: int
+    ) -> Process:
+        """Spawn and watch a process. Raises SpawnError."""
+        proc = Process(spawn(argv, env, cwd, output_fd))
+        if self.use_pidfd:
+            try:
+                proc.pidfd = os.pidfd_open(proc.pid)
+            except OSError:  # ENOSYS under some seccomp filters: a waiter thread instead
+                proc.pidfd = None
+        if proc.pidfd is not None:
+            self._selector.register(proc.pidfd, selectors.EVENT_READ, proc)
+        else:
+            threading.Thread(target=self._wait_for, args=(proc,), daemon=True).start()
+        return proc
+
+    def _wait_for(self, proc: Process) -> None:
+        proc.popen.wait()
+        with self._lock:
+            self._exited.append(proc)
+        self.wake()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:  # the pipe is full: the loop will wake anyway
+            pass
+
+    def wait(self, timeout: float | None) -> list[Process]:
+        """Processes that ended (reaped), after at most `timeout` seconds."""
+        ended: list[Process] = []
+        for key, _ in self._selector.select(timeout):
+            if key.data is None:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            else:
+                proc: Process = key.data
+                if proc.reap() is not None:
+                    self._selector.unregister(key.fd)
+                    proc.close()
+                    ended.append(proc)
+        with self._lock:
+            exited, self._exited = self._exited, []
+        for proc in exited:
+            proc.reap()
+            ended.append(proc)
+        return ended
+
+    def close(self) -> None:
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)

@@ -1,0 +1,550 @@
+"""The ready-set loop: start what is ready, sleep until something ends, settle it, repeat.
+
+A task becomes ready the moment its last dependency succeeds; it starts as soon as a slot is
+free (never more than the concurrency limit running). There are no waves and no polling delay:
+the loop sleeps in `ExitWatcher.wait` until a process ends, a worker thread hands back a result,
+a signal arrives or a timer (timeout, kill escalation, retry, config re-read) is due.
+
+Only this loop changes run state. Each transition is announced to the listeners (logs, console,
+state store) in the order it happens.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mflow import logs
+from mflow.config import expand_vars
+from mflow.errors import ExitCode, InvalidInput
+from mflow.events import (
+    Listener,
+    RunEnded,
+    RunNotice,
+    RunStarted,
+    RunState,
+    TaskEnded,
+    TaskStarted,
+    TaskState,
+)
+from mflow.process import ExitWatcher, Process, SpawnError, describe_exit, exit_code
+from mflow.tasks import registry
+from mflow.tasks.base import TaskContext, TaskResult
+
+if TYPE_CHECKING:
+    from mflow.config import TaskSpec
+    from mflow.project import Project
+
+MAX_RETRY_DELAY = 600.0
+# Never handed to a task: the passkey decrypts every password in the datasources.
+_SECRET_ENV = ("MFLOW_PASSKEY",)
+_CHILD_ENV = ("MFLOW_PARENT_RUN_ID", "MFLOW_PARENT_TASK_ID")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The tasks this run considers, in start-priority order, and what a resumed run has done."""
+
+    tasks: tuple[str, ...]
+    done: frozenset[str] = frozenset()
+    attempts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Settings:
+    run_id: int
+    log_dir: Path
+    concurrency: int
+    concurrency_fixed: bool = False  # -j given: config re-reads do not change it
+    fail_fast: bool = False
+    state_url: str | None = None  # the store's real URL, for child runs
+    state_display: str = ""
+    parent_run_id: int | None = None
+    parent_task_id: str | None = None
+    resumed: bool = False
+    resume_command: str | None = None
+
+
+@dataclass(eq=False)
+class Attempt:
+    spec: TaskSpec
+    number: int
+    started: float
+    log_path: Path
+    ctx: TaskContext
+    process: Process | None = None
+    deadline: float | None = None  # monotonic
+    kill_at: float | None = None  # monotonic: SIGKILL the group (or abandon the thread)
+    timed_out: bool = False
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: RunState
+    exit_code: ExitCode
+    counts: dict[str, int]
+
+
+class Runner:
+    def __init__(
+        self, project: Project, plan: Plan, settings: Settings, listeners: Listener
+    ) -> None:
+        self.project = project
+        self.plan = plan
+        self.settings = settings
+        self.emit = listeners.handle
+        self.flush = listeners.flush
+        self.concurrency = settings.concurrency
+        tasks = project.dag.tasks
+        in_plan = set(plan.tasks)
+        self.priority = {tid: i for i, tid in enumerate(plan.tasks)}
+        self.state = {
+            tid: TaskState.SUCCESS if tid in plan.done else TaskState.NONE for tid in plan.tasks
+        }
+        self.attempts = {tid: plan.attempts.get(tid, 0) for tid in plan.tasks}
+        # A dependency outside the plan (--oneshot, --target) counts as met.
+        self.dependents: dict[str, list[str]] = {tid: [] for tid in plan.tasks}
+        self.waiting: dict[str, int] = {}
+        for tid in plan.tasks:
+            deps = [d for d in tasks[tid].depends if d in in_plan]
+            for dep in deps:
+                self.dependents[dep].append(tid)
+            self.waiting[tid] = sum(1 for d in deps if self.state[d] is not TaskState.SUCCESS)
+        self.ready: list[tuple[int, str]] = [
+            (self.priority[t], t)
+            for t in plan.tasks
+            if self.waiting[t] == 0 and self.state[t] is TaskState.NONE
+        ]
+        heapq.heapify(self.ready)
+        self.running: dict[str, Attempt] = {}
+        self.by_pid: dict[int, Attempt] = {}
+        self.retries: list[tuple[float, str]] = []  # (monotonic due time, task id)
+        self.lingering: list[tuple[float, Process]] = []  # groups outliving their leader
+        self.results: queue.SimpleQueue[tuple[Attempt, TaskResult]] = queue.SimpleQueue()
+        self.watcher = ExitWatcher()
+        self.stop_signal: int | None = None
+        self.halted = False  # --fail-fast tripped
+        self.base_env = self._base_env()
+        self.config_path = project.config.path
+        self.check_interval = project.config.check_new_config_interval
+        self.next_config_check = time.monotonic() + self.check_interval
+        self.config_stamp = self._stamp()
+
+    # ----------------------------------------------------------------- the loop
+
+    def run(self) -> Outcome:
+        started = time.time()
+        previous = self._install_signal_handlers()
+        try:
+            self._announce_start(started)
+            while True:
+                if self.stop_signal is None and not self.halted:
+                    self._dispatch()
+                if not self.running and (
+                    self.stop_signal is not None or self.halted or not (self.ready or self.retries)
+                ):
+                    break
+                self._step()
+            self._wait_for_lingering_groups()
+        finally:
+            self._restore_signal_handlers(previous)
+            self.watcher.close()
+        return self._announce_end(started)
+
+    def _step(self) -> None:
+        self.flush()
+        for proc in self.watcher.wait(self._next_timer()):
+            attempt = self.by_pid.pop(proc.pid)
+            self._settle(attempt, self._process_result(attempt, proc))
+        while True:
+            try:
+                attempt, result = self.results.get_nowait()
+            except queue.Empty:
+                break
+            if self.running.get(attempt.spec.id) is not attempt:
+                continue  # given up on already (it ignored its cancellation)
+            if attempt.timed_out or attempt.cancelled:
+                ok = result.state is TaskState.SUCCESS
+                result = self._interpret(attempt, ok, result.exit_code, result.reason or "ended")
+            self._settle(attempt, result)
+        self._run_timers()
+
+    def _next_timer(self) -> float:
+        now = time.monotonic()
+        due = [self.next_config_check]
+        due += [a.deadline for a in self.running.values() if a.deadline and not a.timed_out]
+        due += [a.kill_at for a in self.running.values() if a.kill_at]
+        due += [t for t, _ in self.lingering]
+        if self.retries:
+            due.append(self.retries[0][0])
+        return max(0.0, min(due) - now)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        if self.stop_signal is not None:
+            self._cancel_all()
+        for attempt in list(self.running.values()):
+            if attempt.deadline and not attempt.timed_out and now >= attempt.deadline:
+                attempt.timed_out = True
+                self._terminate(attempt, now)
+            elif attempt.kill_at and now >= attempt.kill_at:
+                self._kill(attempt)
+        still = []
+        for kill_at, proc in self.lingering:
+            if now >= kill_at:
+                proc.signal_group(signal.SIGKILL)
+            elif proc.group_alive():
+                still.append((kill_at, proc))
+        self.lingering = still
+        while self.retries and self.retries[0][0] <= now:
+            _, tid = heapq.heappop(self.retries)
+            if self.stop_signal is None and not self.halted:
+                heapq.heappush(self.ready, (self.priority[tid], tid))
+        if now >= self.next_config_check:
+            self._reread_config()
+            self.next_config_check = now + self.check_interval
+
+    # ----------------------------------------------------------------- starting
+
+    def _dispatch(self) -> None:
+        while self.ready and len(self.running) < self.concurrency:
+            _, tid = heapq.heappop(self.ready)
+            self._start(self.project.dag.tasks[tid])
+
+    def _start(self, spec: TaskSpec) -> None:
+        number = self.attempts[spec.id] + 1
+        self.attempts[spec.id] = number
+        self.state[spec.id] = TaskState.RUNNING
+        log_path = logs.task_log_path(self.settings.log_dir, self.settings.run_id, spec.id)
+        ctx = TaskContext(
+            run_id=self.settings.run_id,
+            task_id=spec.id,
+            attempt=number,
+            log_path=log_path,
+            env=self._task_env(spec, number),
+            project=self.project,
+            state_url=self.settings.state_url,
+            timeout=spec.timeout,
+        )
+        attempt = Attempt(spec, number, time.time(), log_path, ctx)
+        if spec.timeout is not None:
+            attempt.deadline = time.monotonic() + spec.timeout
+        self.running[spec.id] = attempt
+        task_type = registry.get(spec.type)
+        fd = logs.open_task_log(log_path)
+        try:
+            try:
+                command = task_type.command(spec, ctx)
+                shown = command.display if command else task_type.describe(spec, ctx)
+            except Exception as exc:  # a late input problem (unset variable...) or a plugin bug
+                os.write(fd, f"mflow: cannot prepare the task: {exc}\n".encode())
+                self._emit_started(attempt, None, spec.type)
+                self._settle(attempt, TaskResult.failure(f"cannot prepare the task: {exc}"))
+                return
+            header = logs.attempt_header(
+                ctx.run_id, spec.id, number, spec.retries + 1, shown, attempt.started
+            )
+            os.write(fd, header.encode())
+            if command is None:
+                self._emit_started(attempt, None, shown)
+                log = os.fdopen(os.dup(fd), "a", buffering=1, encoding="utf-8", errors="replace")
+                threading.Thread(
+                    target=self._run_in_thread, args=(attempt, task_type, log), daemon=True
+                ).start()
+                return
+            try:
+                proc = self.watcher.start(command.argv, command.env, command.cwd, fd)
+            except SpawnError as exc:
+                os.write(fd, f"mflow: {exc}\n".encode())
+                self._emit_started(attempt, None, shown)
+                self._settle(attempt, TaskResult.failure(str(exc), exc.exit_code))
+                return
+        finally:
+            os.close(fd)
+        attempt.process = proc
+        self.by_pid[proc.pid] = attempt
+        self._emit_started(attempt, proc.pid, shown)
+
+    def _run_in_thread(self, attempt: Attempt, task_type: Any, log: Any) -> None:
+        try:
+            result = task_type.run(attempt.spec, attempt.ctx, log)
+        except Exception as exc:  # a bug in the task type must not take the run down
+            log.write(traceback.format_exc())
+            result = TaskResult.failure(f"{type(exc).__name__}: {exc}")
+        finally:
+            log.close()
+        self.results.put((attempt, result))
+        self.watcher.wake()
+
+    def _emit_started(self, attempt: Attempt, pid: int | None, command: str) -> None:
+        self.emit(
+            TaskStarted(
+                self.settings.run_id,
+                attempt.spec.id,
+                attempt.number,
+                pid,
+                str(attempt.log_path),
+                command,
+                attempt.started,
+            )
+        )
+
+    # ----------------------------------------------------------------- settling
+
+    def _process_result(self, attempt: Attempt, proc: Process) -> TaskResult:
+        rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        if (attempt.timed_out or attempt.cancelled) and proc.group_alive():
+            # The leader is gone but part of its tree is not: finish the job later.
+            self.lingering.append((attempt.kill_at or time.monotonic(), proc))
+        return self._interpret(attempt, rc == 0, exit_code(rc), describe_exit(rc))
+
+    def _interpret(self, attempt: Attempt, ok: bool, code: int | None, how: str) -> TaskResult:
+        if attempt.cancelled:
+            return TaskResult(TaskState.CANCELLED, code, f"cancelled ({how})")
+        if attempt.timed_out:
+            return TaskResult.failure(f"timed out after {logs.seconds(attempt.spec.timeout)}", code)
+        return TaskResult.success(code) if ok else TaskResult.failure(how, code)
+
+    def _settle(self, attempt: Attempt, result: TaskResult) -> None:
+        spec = attempt.spec
+        del self.running[spec.id]
+        state, retry_in = result.state, None
+        if state is TaskState.FAILED and self._may_retry(attempt):
+            retry_in = min(spec.retry_delay * 2 ** (attempt.number - 1), MAX_RETRY_DELAY)
+            heapq.heappush(self.retries, (time.monotonic() + retry_in, spec.id))
+        self.state[spec.id] = state if retry_in is None else TaskState.NONE
+        pid = attempt.process.pid if attempt.process else None
+        self.emit(
+            TaskEnded(
+                self.settings.run_id,
+                spec.id,
+                attempt.number,
+                state,
+                result.exit_code,
+                result.reason,
+                attempt.started,
+                time.time(),
+                str(attempt.log_path),
+                retry_in,
+                pid,
+            )
+        )
+        if state is TaskState.SUCCESS:
+            for dependent in self.dependents[spec.id]:
+                self.waiting[dependent] -= 1
+                if self.waiting[dependent] == 0 and self.state[dependent] is TaskState.NONE:
+                    heapq.heappush(self.ready, (self.priority[dependent], dependent))
+        elif state is TaskState.FAILED and retry_in is None:
+            self._fail_downstream(spec.id)
+            if self.settings.fail_fast and not self.halted:
+                self.halted = True
+                self._notice(
+                    "WARNING",
+                    f"--fail-fast: task {spec.id} failed; "
+                    "starting nothing new, waiting for running tasks",
+                )
+
+    def _may_retry(self, attempt: Attempt) -> bool:
+        return (
+            attempt.number <= attempt.spec.retries and self.stop_signal is None and not self.halted
+        )
+
+    def _fail_downstream(self, failed: str) -> None:
+        stack = list(self.dependents[failed])
+        now = time.time()
+        while stack:
+            tid = stack.pop()
+            if self.state[tid] is not TaskState.NONE:
+                continue
+            self.state[tid] = TaskState.UPSTREAM_FAILED
+            self.emit(
+                TaskEnded(
+                    self.settings.run_id,
+                    tid,
+                    self.attempts[tid],
+                    TaskState.UPSTREAM_FAILED,
+                    None,
+                    f"upstream '{failed}' failed",
+                    None,
+                    now,
+                    None,
+                )
+            )
+            stack.extend(self.dependents[tid])
+
+    # ----------------------------------------------------------------- stopping
+
+    def _terminate(self, attempt: Attempt, now: float) -> None:
+        """SIGTERM the task's group (or tell its thread), SIGKILL after the grace period."""
+        attempt.kill_at = now + registry.get(attempt.spec.type).kill_grace
+        if attempt.process is not None:
+            attempt.process.signal_group(signal.SIGTERM)
+        else:
+            attempt.ctx.cancelled.set()
+
+    def _kill(self, attempt: Attempt) -> None:
+        attempt.kill_at = None
+        if attempt.process is not None:
+            attempt.process.signal_group(signal.SIGKILL)
+        else:  # a thread cannot be killed: stop waiting for it
+            how = "did not stop within the grace period"
+            self._settle(attempt, self._interpret(attempt, False, None, how))
+
+    def _cancel_all(self) -> None:
+        now = time.monotonic()
+        for attempt in list(self.running.values()):
+            if not attempt.cancelled:
+                attempt.cancelled = True
+                self._terminate(attempt, now)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+        else:  # a second signal: no more grace
+            for attempt in self.running.values():
+                attempt.kill_at = time.monotonic()
+        self.watcher.wake()
+
+    def _install_signal_handlers(self) -> dict[int, Any] | None:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous: dict[int, Any] = {
+            s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+        }
+        previous[0] = signal.set_wakeup_fd(self.watcher.wakeup_fd)
+        return previous
+
+    def _restore_signal_handlers(self, previous: dict[int, Any] | None) -> None:
+        if previous is None:
+            return
+        signal.set_wakeup_fd(previous.pop(0))
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _wait_for_lingering_groups(self) -> None:
+        while self.lingering:
+            self.watcher.wait(0.05)
+            self._run_timers()
+
+    # ----------------------------------------------------------------- environment, config
+
+    def _base_env(self) -> dict[str, str]:
+        from mflow.state import mask_url
+
+        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+        if mask_url(env.get("MFLOW_STATE", "")) != env.get("MFLOW_STATE", ""):
+            del env["MFLOW_STATE"]  # it holds a password
+        for key in _CHILD_ENV:
+            env.pop(key, None)
+        for key, value in self.project.config.env:
+            env[key] = expand_vars(value, env)
+        env["MFLOW_RUN_ID"] = str(self.settings.run_id)
+        env["MFLOW_LOG_DIR"] = str(self.settings.log_dir)
+        if self.settings.parent_run_id is not None:
+            env["MFLOW_PARENT_RUN_ID"] = str(self.settings.parent_run_id)
+            env["MFLOW_PARENT_TASK_ID"] = self.settings.parent_task_id or ""
+        return env
+
+    def _task_env(self, spec: TaskSpec, attempt: int) -> dict[str, str]:
+        env = dict(self.base_env)
+        for key, value in spec.env:
+            env[key] = expand_vars(value, env)
+        env["MFLOW_TASK_ID"] = spec.id
+        env["MFLOW_ATTEMPT"] = str(attempt)
+        return env
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.config_path) if self.config_path else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st else None
+
+    def _reread_config(self) -> None:
+        stamp = self._stamp()
+        if stamp == self.config_stamp or self.config_path is None:
+            return
+        self.config_stamp = stamp
+        from mflow.project import load_config
+
+        try:
+            config = load_config(self.config_path)
+        except InvalidInput as exc:
+            self._notice("WARNING", f"config re-read failed, keeping the current values: {exc}")
+            return
+        self.check_interval = config.check_new_config_interval
+        if config.max_process_concurrency != self.concurrency:
+            if self.settings.concurrency_fixed:
+                return
+            self._notice(
+                "INFO",
+                f"max_process_concurrency {self.concurrency} -> "
+                f"{config.max_process_concurrency} (from {self.config_path})",
+            )
+            self.concurrency = config.max_process_concurrency
+
+    def _notice(self, level: str, message: str) -> None:
+        self.emit(RunNotice(self.settings.run_id, level, message, time.time()))
+
+    # ----------------------------------------------------------------- start and end
+
+    def _announce_start(self, started: float) -> None:
+        project, s = self.project, self.settings
+        self.emit(
+            RunStarted(
+                run_id=s.run_id,
+                dag=project.dag.name,
+                taskfile=str(project.dag.path),
+                config=str(project.config.path) if project.config.path else None,
+                datasources=str(project.datasources.path) if project.datasources.path else None,
+                state_url=s.state_display,
+                log_directory=str(s.log_dir),
+                tasks=len(self.plan.tasks),
+                concurrency=self.concurrency,
+                time=started,
+                resumed=s.resumed,
+                done=len(self.plan.done),
+                parent_run_id=s.parent_run_id,
+                parent_task_id=s.parent_task_id,
+            )
+        )
+
+    def _announce_end(self, started: float) -> Outcome:
+        counts = {state.value: 0 for state in TaskState}
+        for state in self.state.values():
+            counts[state.value] += 1
+        if self.stop_signal is not None:
+            run_state = RunState.CANCELLED
+            code = ExitCode.SIGINT if self.stop_signal == signal.SIGINT else ExitCode.SIGTERM
+        elif counts[TaskState.SUCCESS.value] == len(self.state):
+            run_state, code = RunState.SUCCESS, ExitCode.OK
+        else:
+            run_state, code = RunState.FAILED, ExitCode.TASK_FAILED
+        failed = tuple(
+            (tid, str(logs.task_log_path(self.settings.log_dir, self.settings.run_id, tid)))
+            for tid, state in self.state.items()
+            if state in (TaskState.FAILED, TaskState.CANCELLED)
+        )
+        self.emit(
+            RunEnded(
+                run_id=self.settings.run_id,
+                state=run_state,
+                counts={k: v for k, v in counts.items() if v},
+                started=started,
+                time=time.time(),
+                exit_code=int(code),
+                failed=failed,
+                resume_command=self.settings.resume_command if code != ExitCode.OK else None,
+            )
+        )
+        return Outcome(run_state, code, counts)

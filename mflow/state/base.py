@@ -1,0 +1,164 @@
+"""The state store interface: runs, task instances, the per-DAG run lock.
+
+Two implementations share it: `sql.SqlStore` (SQLAlchemy Core: SQLite, PostgreSQL, Oracle) and
+`zookeeper.ZooKeeperStore` (kazoo). tests/integration/test_state_contract.py runs one suite
+against every backend.
+
+Times are UTC epoch seconds (floats). A run's id is an integer the store assigns. The run lock
+allows one active run per DAG name per store: `start_run(..., lock=True)` takes it atomically
+or raises `RunAlreadyActive`; a holder whose owner is gone (same host and pid dead, or no
+heartbeat for `STALE_AFTER` seconds) is marked FAILED and released first.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from mflow.events import RunState, TaskState
+
+SCHEMA_VERSION = 1
+HEARTBEAT_INTERVAL = 10.0  # seconds between heartbeats of a live run
+STALE_AFTER = 60.0  # a run on another host with no heartbeat for this long is gone
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What a run is, when it starts."""
+
+    dag: str
+    taskfile: str
+    host: str
+    pid: int
+    started_at: float
+    log_directory: str = ""
+    parent_run_id: int | None = None
+    parent_task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    dag: str
+    taskfile: str
+    status: RunState
+    host: str
+    pid: int
+    started_at: float
+    ended_at: float | None
+    heartbeat_at: float
+    log_directory: str = ""
+    parent_run_id: int | None = None
+    parent_task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task of one run: its current state and its latest attempt's details."""
+
+    run_id: int
+    task_id: str
+    state: TaskState = TaskState.NONE
+    attempt: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    pid: int | None = None
+    host: str | None = None
+    log_path: str | None = None
+    reason: str | None = None
+
+
+class StateStore(ABC):
+    """Where runs and task states are kept. Methods are called from one thread at a time."""
+
+    #: the store's URL with any password masked, for messages
+    display_url: str
+
+    @abstractmethod
+    def init(self) -> None:
+        """Create what the store needs (tables, znodes). Idempotent."""
+
+    @abstractmethod
+    def start_run(self, run: NewRun, *, lock: bool = True) -> RunRecord:
+        """Create a RUNNING run; with `lock`, take the DAG's run lock in the same step.
+
+        Raises RunAlreadyActive naming the live holder. A stale holder is marked FAILED and
+        its lock released first.
+        """
+
+    @abstractmethod
+    def resume_run(self, run_id: int, *, host: str, pid: int, lock: bool = True) -> RunRecord:
+        """Take over run `run_id`: RUNNING again, owned by host/pid, lock taken as above.
+
+        Raises RunNotFound, or RunAlreadyActive when its owner is still alive.
+        """
+
+    @abstractmethod
+    def add_tasks(self, run_id: int, task_ids: Iterable[str]) -> None:
+        """Rows in state NONE for the tasks of `run_id` that have none yet."""
+
+    @abstractmethod
+    def record(self, changes: Sequence[TaskRecord]) -> None:
+        """Write task rows (every field), in order, as one transaction."""
+
+    @abstractmethod
+    def heartbeat(self, run_id: int, at: float) -> None:
+        """The run's owner is alive."""
+
+    @abstractmethod
+    def finish_run(self, run_id: int, status: RunState, at: float) -> None:
+        """Set the final status and end time; release the DAG's lock if this run holds it."""
+
+    @abstractmethod
+    def get_run(self, run_id: int) -> RunRecord:
+        """Raises RunNotFound."""
+
+    @abstractmethod
+    def list_runs(
+        self, *, dag: str | None = None, status: RunState | None = None, limit: int = 20
+    ) -> list[RunRecord]:
+        """Most recent first."""
+
+    @abstractmethod
+    def tasks(self, run_id: int) -> list[TaskRecord]:
+        """The task rows of a run (any order)."""
+
+    @abstractmethod
+    def child_runs(self, run_id: int) -> list[RunRecord]:
+        """Runs whose parent is `run_id`, oldest first."""
+
+    def close(self) -> None:  # noqa: B027 - optional for stores holding nothing open
+        """Release connections."""
+
+    def latest_run(self, dag: str | None = None) -> RunRecord | None:
+        runs = self.list_runs(dag=dag, limit=1)
+        return runs[0] if runs else None
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(run: RunRecord, now: float | None = None) -> bool:
+    """The run's owner is gone: same host and its pid dead, or no heartbeat for STALE_AFTER."""
+    now = time.time() if now is None else now
+    if run.status is not RunState.RUNNING:
+        return True
+    if now - run.heartbeat_at > STALE_AFTER:
+        return True
+    return run.host == this_host() and not pid_alive(run.pid)

@@ -1,0 +1,191 @@
+"""The SQL state store's schema: four `mflow_` tables, their DDL, and records as rows.
+
+`sql.SqlStore` creates these tables itself (`mflow db init`, or lazily on first use); `ddl()`
+prints the same statements for a DBA who creates them by hand (`mflow db init --sql --dialect
+oracle`). Names stay within Oracle's 30 characters and avoid its reserved words, so one
+definition serves SQLite, PostgreSQL and Oracle 12c+.
+
+Times are naive UTC `TIMESTAMP` columns (microseconds kept; a DBA reads them as they are).
+`DateTime` would map to Oracle's `DATE`, which drops the fraction of a second.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from mflow.events import RunState, TaskState
+from mflow.state.base import SCHEMA_VERSION, RunRecord, TaskRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect, Row
+
+REASON_LENGTH = 1000  # task_runs.reason; longer reasons are truncated on write
+EPOCH = datetime(1970, 1, 1)
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "mflow_meta",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255)),
+)
+
+runs = sa.Table(
+    "mflow_runs",
+    metadata,
+    # Identity(): IDENTITY columns on PostgreSQL and Oracle 12c+, INTEGER PRIMARY KEY on SQLite;
+    # AUTOINCREMENT there so that an id is never handed out twice, even after deletions.
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("dag", sa.String(200), nullable=False),
+    sa.Column("taskfile", sa.String(1000)),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("started_at", sa.TIMESTAMP()),
+    sa.Column("ended_at", sa.TIMESTAMP()),
+    sa.Column("heartbeat_at", sa.TIMESTAMP()),
+    sa.Column("log_directory", sa.String(1000)),
+    sa.Column("parent_run_id", sa.Integer, nullable=True),
+    sa.Column("parent_task_id", sa.String(200), nullable=True),
+    sa.Index("ix_mflow_runs_dag_id", "dag", "id"),
+    sa.Index("ix_mflow_runs_parent", "parent_run_id"),
+    sqlite_autoincrement=True,
+)
+
+task_runs = sa.Table(
+    "mflow_task_runs",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.String(200), primary_key=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.TIMESTAMP()),
+    sa.Column("ended_at", sa.TIMESTAMP()),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String(255)),
+    sa.Column("log_path", sa.String(1000)),
+    sa.Column("reason", sa.String(REASON_LENGTH)),
+)
+
+locks = sa.Table(
+    "mflow_locks",
+    metadata,
+    sa.Column("dag", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.TIMESTAMP()),
+)
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+
+def _dialect(name: str) -> Dialect:
+    from sqlalchemy.dialects import oracle, postgresql, sqlite
+
+    dialects = {"oracle": oracle, "postgresql": postgresql, "sqlite": sqlite}
+    if name not in dialects:
+        raise ValueError(f"unknown SQL dialect '{name}' (known: {', '.join(dialects)})")
+    return dialects[name].dialect()
+
+
+def ddl(dialect_name: str) -> str:
+    """The CREATE TABLE / CREATE INDEX statements and the schema-version row, `;`-terminated.
+
+    `dialect_name` is "oracle", "postgresql" or "sqlite"; anything else raises ValueError.
+    """
+    dialect = _dialect(dialect_name)
+    statements: list[str] = []
+    for table in metadata.sorted_tables:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda ix: ix.name or ""):
+            statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
+    version_row = sa.insert(meta).values(name=SCHEMA_VERSION_KEY, value=str(SCHEMA_VERSION))
+    statements.append(
+        str(version_row.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    )
+    if dialect_name == "oracle":
+        statements.append("COMMIT")  # SQL*Plus does not commit an INSERT on its own
+    return "".join(f"{_tidy(statement)};\n\n" for statement in statements)
+
+
+def _tidy(statement: str) -> str:
+    """SQLAlchemy's compiled DDL, without its tabs and trailing blanks."""
+    return "\n".join(line.rstrip().replace("\t", "    ") for line in statement.splitlines())
+
+
+# ---------------------------------------------------------------------- records <-> rows
+
+
+def to_db_time(t: float | None) -> datetime | None:
+    """Epoch seconds -> naive UTC datetime, rounded to the microsecond."""
+    return None if t is None else EPOCH + timedelta(seconds=t)
+
+
+def from_db_time(value: datetime | None) -> float | None:
+    """Naive UTC datetime (as stored) -> epoch seconds."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return (value - EPOCH) / timedelta(seconds=1)
+
+
+def stored_time(t: float) -> float:
+    """`t` as the store will give it back (microsecond precision)."""
+    return from_db_time(to_db_time(t))  # type: ignore[return-value]
+
+
+def run_from_row(row: Row[Any]) -> RunRecord:
+    # Oracle stores '' as NULL, so text columns come back as None there.
+    return RunRecord(
+        id=int(row.id),
+        dag=row.dag,
+        taskfile=row.taskfile or "",
+        status=RunState(row.status),
+        host=row.host or "",
+        pid=int(row.pid or 0),
+        started_at=from_db_time(row.started_at) or 0.0,
+        ended_at=from_db_time(row.ended_at),
+        heartbeat_at=from_db_time(row.heartbeat_at) or 0.0,
+        log_directory=row.log_directory or "",
+        parent_run_id=row.parent_run_id,
+        parent_task_id=row.parent_task_id,
+    )
+
+
+def task_from_row(row: Row[Any]) -> TaskRecord:
+    return TaskRecord(
+        run_id=int(row.run_id),
+        task_id=row.task_id,
+        state=TaskState(row.state),
+        attempt=int(row.attempt or 0),
+        started_at=from_db_time(row.started_at),
+        ended_at=from_db_time(row.ended_at),
+        exit_code=row.exit_code,
+        pid=row.pid,
+        host=row.host,
+        log_path=row.log_path,
+        reason=row.reason,
+    )
+
+
+def task_values(change: TaskRecord) -> dict[str, Any]:
+    reason = change.reason
+    if reason is not None and len(reason) > REASON_LENGTH:
+        reason = reason[: REASON_LENGTH - 3] + "..."
+    return {
+        "state": TaskState(change.state).value,
+        "attempt": change.attempt,
+        "started_at": to_db_time(change.started_at),
+        "ended_at": to_db_time(change.ended_at),
+        "exit_code": change.exit_code,
+        "pid": change.pid,
+        "host": change.host,
+        "log_path": change.log_path,
+        "reason": reason,
+    }

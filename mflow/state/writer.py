@@ -1,0 +1,151 @@
+"""Recording a run in the store without slowing it down: a writer thread with group commit.
+
+The runner hands every transition to `StoreWriter.handle`, which only queues it. The writer
+thread takes whatever has queued up since its last commit and writes it as one transaction, so
+a burst of a hundred short tasks costs a handful of commits, not two hundred. One thread, one
+queue, in order: a task's SUCCESS is durable before any record of what its dependents did.
+The same thread keeps the run's heartbeat.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from mflow.events import Event, RunEnded, RunState, TaskEnded, TaskStarted, TaskState
+from mflow.state.base import HEARTBEAT_INTERVAL, StateStore, TaskRecord, this_host
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_RETRY_FOR = 120.0  # seconds a failing store is retried before the writer gives up
+_STOP = object()
+
+
+class StoreWriter:
+    def __init__(
+        self,
+        store: StateStore,
+        run_id: int,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.host = this_host()
+        self.on_error = on_error
+        self.error: str | None = None  # set when something could not be recorded
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="mflow-store", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------- runner's thread
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, TaskStarted):
+            self._queue.put(
+                TaskRecord(
+                    self.run_id,
+                    event.task_id,
+                    TaskState.RUNNING,
+                    event.attempt,
+                    event.time,
+                    None,
+                    None,
+                    event.pid,
+                    self.host,
+                    event.log_path,
+                    None,
+                )
+            )
+        elif isinstance(event, TaskEnded):
+            reason = event.reason
+            state = event.state
+            if event.retry_in is not None:
+                reason = f"{reason}; retrying" if reason else "retrying"
+            self._queue.put(
+                TaskRecord(
+                    self.run_id,
+                    event.task_id,
+                    state,
+                    event.attempt,
+                    event.started,
+                    event.time,
+                    event.exit_code,
+                    event.pid,
+                    self.host if event.started else None,
+                    event.log_path,
+                    reason,
+                )
+            )
+        elif isinstance(event, RunEnded):
+            self._queue.put((event.state, event.time))
+
+    def flush(self) -> None:
+        pass  # the writer thread commits on its own
+
+    def fail_run(self, at: float) -> None:
+        """The run ended without a RunEnded event (mflow itself failed): mark it FAILED."""
+        self._queue.put((RunState.FAILED, at))
+
+    def close(self) -> None:
+        """Write everything queued, then stop the thread."""
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    # ------------------------------------------------------------- writer thread
+
+    def _loop(self) -> None:
+        next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=max(0.0, next_beat - time.monotonic()))
+            except queue.Empty:
+                first = None
+            batch = [] if first is None else [first]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            changes: list[TaskRecord] = []
+            for item in batch:
+                if item is _STOP:
+                    stopping = True
+                elif isinstance(item, TaskRecord):
+                    changes.append(item)
+                else:
+                    self._write(changes)
+                    changes = []
+                    status, at = item  # type: ignore[misc]
+                    self._call(lambda s=status, t=at: self.store.finish_run(self.run_id, s, t))
+            self._write(changes)
+            if time.monotonic() >= next_beat:
+                self._call(lambda: self.store.heartbeat(self.run_id, time.time()))
+                next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+
+
+    def _write(self, changes: list[TaskRecord]) -> None:
+        if changes:
+            self._call(lambda: self.store.record(changes))
+
+    def _call(self, action: Callable[[], object]) -> None:
+        """Run a store call, retrying a failing store for a while before giving up on it."""
+        give_up = time.monotonic() + _RETRY_FOR
+        delay = 0.5
+        while True:
+            try:
+                action()
+                return
+            except Exception as exc:
+                if self.error is not None or time.monotonic() >= give_up:
+                    from mflow.state import mask_url
+
+                    self.error = self.error or mask_url(f"state store write failed: {exc}")
+                    if self.on_error:
+                        self.on_error(self.error)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
