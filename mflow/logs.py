@@ -29,14 +29,21 @@ def task_log_path(log_dir: Path, run_id: int, task_id: str) -> Path:
     return log_dir / f"master_{run_id}_task_{task_id}.log"
 
 
+_second: list = [None, ""]  # the last whole second formatted by iso(), and its text
+
+
 def iso(t: float) -> str:
     """Local time with its UTC offset, to the millisecond (2026-11-23T19:30:00.123+01:00)."""
-    local = time.localtime(t)
-    offset = local.tm_gmtoff
-    sign = "+" if offset >= 0 else "-"
-    hours, minutes = divmod(abs(offset) // 60, 60)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local)
-    return f"{stamp}.{int(t % 1 * 1000):03d}{sign}{hours:02d}:{minutes:02d}"
+    whole = int(t)
+    if _second[0] != whole:  # strftime and the offset only once a second: a hot path
+        local = time.localtime(whole)
+        offset = local.tm_gmtoff
+        sign = "+" if offset >= 0 else "-"
+        hours, minutes = divmod(abs(offset) // 60, 60)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local)
+        _second[:] = [whole, (stamp, f"{sign}{hours:02d}:{minutes:02d}")]
+    stamp, zone = _second[1]
+    return f"{stamp}.{int((t - whole) * 1000):03d}{zone}"
 
 
 def attempt_header(
@@ -117,8 +124,9 @@ class MasterLog:
 
     def __init__(self, log_dir: Path) -> None:
         self.path = log_dir / MASTER_LOG
-        # Line buffered: `tail -f mflow.log` sees each event as it happens.
-        self._file = open(self.path, "a", buffering=1, encoding="utf-8")
+        # Buffered, and flushed each time the runner goes to sleep (`flush`): `tail -f` still
+        # sees every event as it happens, without a write() per line on the dispatch path.
+        self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, t: float, level: str, run_id: int | None, message: str) -> None:
         run = f"run={run_id}" if run_id is not None else "run=-"

@@ -120,6 +120,17 @@ def test_sigkilled_run_resumes_and_no_succeeded_task_runs_twice(
     first = start(tmp_path, state_url)
     wait_for(tmp_path / "c.started")
     orphan = int((tmp_path / "c.pid").read_text())
+    # What "had succeeded" means after a SIGKILL: recorded as SUCCESS in the store. A task that
+    # ended in the last group commit's window before the kill is not, and runs again (at least
+    # once, as with every scheduler); kill only once b's and side's SUCCESS are durable.
+    deadline = time.monotonic() + 30
+    while True:
+        states = {t["task_id"]: t["state"] for t in status(tmp_path, state_url, "1")["tasks"]}
+        done = states["b"] == states["side"] == "SUCCESS" and states["c"] == "RUNNING"
+        assert done or time.monotonic() < deadline, states
+        if done:
+            break
+        time.sleep(0.05)
     first.kill()
     first.wait()
     time.sleep(0.3)
