@@ -82,11 +82,50 @@ LOCK_ATTEMPTS = 5  # look-and-take rounds before giving up on a contended run lo
 INIT_ATTEMPTS = 3
 _DEFERRED = "mflow_deferred"  # execution option: this SQLite transaction only reads
 
+_TASK_VALUES = (
+    "state", "attempt", "started_at", "ended_at", "exit_code", "pid", "host", "log_path", "reason"
+)
 _UPDATE_TASK = (
     sa.update(task_runs)
     .where(task_runs.c.run_id == sa.bindparam("b_run_id"))
     .where(task_runs.c.task_id == sa.bindparam("b_task_id"))
+    .values({name: sa.bindparam(f"v_{name}") for name in _TASK_VALUES})
 )
+
+
+class _TaskUpdate:
+    """`_UPDATE_TASK` compiled once for a dialect, sent with the driver's own executemany.
+
+    `record` is the hot path of a run: it runs on the writer thread while the runner starts
+    processes, and every microsecond of Python it spends holding the GIL delays the runner.
+    Going around SQLAlchemy's per-execution machinery (the statement is compiled here once,
+    with the dialect's own bind processors, e.g. SQLite's TIMESTAMP-to-text) makes it about
+    three times cheaper. Errors still come back as SQLAlchemy's DBAPIError.
+    """
+
+    def __init__(self, dialect: Any) -> None:
+        compiled = _UPDATE_TASK.compile(dialect=dialect)
+        self.sql = compiled.string
+        names = list(compiled.positiontup or compiled.binds)
+        self.positional = compiled.positional
+        self.names = [compiled.escaped_bind_names.get(n, n) for n in names]
+        self.fields = [n[2:] for n in names]  # b_run_id -> run_id, v_state -> state
+        self.processors = [
+            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
+        ]
+
+    def rows(self, values: Iterable[dict[str, Any]]) -> list[Any]:
+        out = []
+        for row in values:
+            params = [
+                row[f] if p is None else p(row[f])
+                for f, p in zip(self.fields, self.processors, strict=True)
+            ]
+            if self.positional:
+                out.append(tuple(params))
+            else:
+                out.append(dict(zip(self.names, params, strict=True)))
+        return out
 
 
 class _Contended(Exception):
@@ -100,6 +139,7 @@ class SqlStore(StateStore):
         self.display_url = location.display
         self._sqlite = location.scheme == "sqlite"
         self._ready = False
+        self._task_update: _TaskUpdate | None = None
         kwargs: dict[str, Any] = {}
         if location.scheme == "postgresql":
             kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
@@ -389,9 +429,12 @@ class SqlStore(StateStore):
         # Every change carries every column, so applying them in order is the same as writing
         # the last change of each task: one UPDATE per task, sent as one executemany.
         latest = {(c.run_id, c.task_id): task_values(c) for c in changes}
-        params = [{"b_run_id": r, "b_task_id": t, **values} for (r, t), values in latest.items()]
+        params = [{"run_id": r, "task_id": t, **values} for (r, t), values in latest.items()]
+        if self._task_update is None:
+            self._task_update = _TaskUpdate(self.engine.dialect)
+        update = self._task_update
         with self._transaction() as conn:
-            updated = conn.execute(_UPDATE_TASK, params).rowcount
+            updated = conn.exec_driver_sql(update.sql, update.rows(params)).rowcount
             if updated == len(params):
                 return
             # Rare: rows add_tasks did not create. Find them and insert them.
