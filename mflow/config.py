@@ -79,9 +79,14 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def resolve_url(url: str, base: Path) -> str:
-    """Make a relative sqlite:/// path absolute against the directory of the file naming it."""
+    """Make a relative sqlite:/// path absolute against the directory of the file naming it.
+
+    A path that starts with ${VAR} is left alone: it is expanded at connect time, and the
+    variable (`${DATA_DIR}/wh.db`) usually holds an absolute path.
+    """
     prefix, sep, rest = url.partition(":///")
-    if sep and prefix.startswith("sqlite") and rest and not rest.startswith(("/", ":memory:")):
+    absolute = rest.startswith(("/", ":memory:", "${"))
+    if sep and prefix.startswith("sqlite") and rest and not absolute:
         return f"{prefix}:///{(base / rest).resolve()}"
     return url
 

@@ -33,6 +33,10 @@ def sqlalchemy_target(conn: Datasource) -> tuple[URL, dict[str, Any]]:
     password = reveal_password(conn.fields, what=what)
     if conn.kind == "sql":
         url = make_url(expand(conn.fields["url"], what=what))
+        if url.get_backend_name() == "sqlite" and url.get_driver_name() != "pysqlcipher":
+            # SQLite has no login: its dialect rejects a URL with credentials ("Invalid SQLite
+            # URL"). The password was still decrypted above, so a wrong passkey is reported.
+            return url, {}
         if password is not None:
             url = url.set(password=password)
         if conn.get("user"):
