@@ -453,9 +453,12 @@ class Runner:
     # ----------------------------------------------------------------- environment, config
 
     def _base_env(self) -> dict[str, str]:
+        from mflow.secrets import secret_variables
         from mflow.state import mask_url
 
-        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+        connections = self.project.datasources.connections.values()
+        hidden = set(_SECRET_ENV) | secret_variables(c.fields for c in connections)
+        env = {k: v for k, v in os.environ.items() if k not in hidden}
         if mask_url(env.get("MFLOW_STATE", "")) != env.get("MFLOW_STATE", ""):
             del env["MFLOW_STATE"]  # it holds a password
         for key in _CHILD_ENV:

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Mapping
 
 from mflow.errors import ConfigError
 
@@ -79,3 +80,27 @@ def reveal_password(fields: dict[str, object] | object, *, what: str) -> str | N
             ) from None
     password = get("password")
     return expand(str(password), what=what) if password is not None else None
+
+
+_SECRET_FIELDS = ("password", "encrypted_password", "secret", "token")
+# The password part of a URL's authority: scheme://user:PASSWORD@host
+_URL_PASSWORD = re.compile(r"://[^/@:]*:([^/@]*)@")
+
+
+def secret_variables(connections: Iterable[Mapping[str, object]]) -> set[str]:
+    """The environment variables that hold a connection's password, secret or token.
+
+    These are kept out of every task's environment (SPEC §2), as is the passkey; a child run
+    gets them back, since it opens the same connections.
+    """
+    names: set[str] = set()
+    for fields in connections:
+        for key, value in fields.items():
+            if not isinstance(value, str) or "${" not in value:
+                continue
+            if key in _SECRET_FIELDS:
+                names.update(_VAR.findall(value))
+            elif key == "url":
+                for password in _URL_PASSWORD.findall(value):
+                    names.update(_VAR.findall(password))
+    return names

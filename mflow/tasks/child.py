@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from mflow.errors import ConfigError
 from mflow.process import KILL_GRACE
-from mflow.secrets import PASSKEY_ENV
+from mflow.secrets import PASSKEY_ENV, secret_variables
 from mflow.tasks.base import SubprocessTaskType
 
 if TYPE_CHECKING:
@@ -66,10 +66,13 @@ class ChildRunTask(SubprocessTaskType):
         return argv
 
     def build_env(self, spec: TaskSpec, ctx: TaskContext) -> Mapping[str, str]:
-        # The child needs what the parent's tasks do not get: the store and the passkey.
+        # The child needs what the parent's tasks do not get: the store, the passkey and the
+        # variables holding the connections' passwords.
         env = dict(ctx.env)
         if ctx.state_url:
             env["MFLOW_STATE"] = ctx.state_url
-        if PASSKEY_ENV in os.environ:
-            env[PASSKEY_ENV] = os.environ[PASSKEY_ENV]
+        connections = ctx.project.datasources.connections.values()
+        for name in (PASSKEY_ENV, *secret_variables(c.fields for c in connections)):
+            if name in os.environ:
+                env[name] = os.environ[name]
         return env

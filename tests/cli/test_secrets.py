@@ -340,16 +340,6 @@ class SecretProject:
             "the TigerGraph token": self.stub.token,
         }
 
-    @property
-    def never_in_env(self) -> dict[str, str]:
-        """What no task may have in its environment even now (see the xfail test below)."""
-        return {
-            "the passkey": PASSKEY,
-            "the decrypted password": PASSWORD,
-            "the TigerGraph token": self.stub.token,
-        }
-
-
 @pytest.fixture
 def secret_project(tmp_path: Path) -> Iterator[SecretProject]:
     encrypted = cryptor_encrypt(PASSWORD, PASSKEY)  # as OpenDataFlow's Cryptor writes it
@@ -509,16 +499,10 @@ def test_no_secret_in_any_output_of_a_run_that_uses_them(
         assert "MFLOW_PASSKEY" not in dumped, name
         assert dumped["MFLOW_RUN_ID"]  # it is a task's environment
         assert_hidden(
-            {**project.never_in_env, "the wrong passkey": WRONG_PASSKEY}, name, files[name]
+            {**project.secrets, "the wrong passkey": WRONG_PASSKEY}, name, files[name]
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mflow passes its own environment on to tasks (runner._base_env), so a variable "
-    "that a datasource names as ${VAR} for a password or secret reaches every task; SPEC §2 "
-    "says passwords are never in a task's environment",
-)
 def test_env_var_holding_a_password_is_not_passed_to_tasks(
     tmp_path: Path, mflow: MflowRunner
 ) -> None:
