@@ -191,7 +191,9 @@ def _take_run(
     from mflow.runner import Plan
     from mflow.state.base import NewRun, this_host
 
-    lock = not options.allow_concurrent
+    # A child run is part of its parent's run, which holds the DAG lock: it takes none of its
+    # own, so two tasks of a parent may run the same child DAG side by side.
+    lock = not options.allow_concurrent and parent is None
     previous = _run_to_resume(store, project, options, parent)
     if previous is None:
         run = store.start_run(

@@ -142,3 +142,18 @@ def test_resuming_the_parent_resumes_the_failed_child_run(tmp_path: Path) -> Non
     assert kids[0]["run"]["status"] == "SUCCESS"
     runs = json.loads(mflow(tmp_path, "runs", "--json").stdout)
     assert len(runs) == 2
+
+
+def test_two_tasks_of_a_parent_run_the_same_child_dag_side_by_side(tmp_path: Path) -> None:
+    # Each child waits until both have started: they can only finish if they overlap.
+    dag(tmp_path / "child.json",
+        bash("arrive", "touch arrived.$MFLOW_PARENT_TASK_ID; "
+             "for i in $(seq 200); do [ $(ls arrived.* | wc -l) -ge 2 ] && exit 0; sleep 0.05; "
+             "done; exit 1"))
+    dag(tmp_path / "tasks.json", child("one", "child.json"), child("two", "child.json"))
+    result = mflow(tmp_path, "-j", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    tree = status(tmp_path, 1)
+    assert states(tree) == {"one": "SUCCESS", "two": "SUCCESS"}
+    assert [kid["run"]["parent_task_id"] for t in ("one", "two")
+            for kid in children_of(tree, t)] == ["one", "two"]
