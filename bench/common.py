@@ -247,8 +247,17 @@ def verify_mflow_run(
 
 @contextmanager
 def workdir(keep: bool, prefix: str) -> Iterator[Path]:
-    """A scratch directory for the DAG files, stores and logs; removed unless keep."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    """A scratch directory for the DAG files, stores and logs; removed unless keep.
+
+    It is made in $BENCH_SCRATCH when set, else in the system's temporary directory. Its
+    heading line gives the cost of creating a file there: mflow creates a log file per task,
+    make none, and on some file systems that cost is anything but constant (ext4 without a
+    journal, mounted with `discard`, skips recently deleted inodes one by one when it
+    allocates a new one: 300-800 µs per file in a /tmp where test suites delete thousands of
+    files, against 17 µs in a quiet directory of the same disk).
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("BENCH_SCRATCH") or None))
+    print(f"scratch {path}: {file_create_us(path):.0f} µs to create a file there")
     try:
         yield path
     finally:
@@ -256,6 +265,21 @@ def workdir(keep: bool, prefix: str) -> Iterator[Path]:
             print(f"kept {path}")
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def file_create_us(directory: Path, files: int = 300) -> float:
+    """Median microseconds to create (and close) an empty file in `directory`.
+
+    The files stay (they go with the scratch directory): deleting them here would make the
+    next files created nearby slower on the file systems described in `workdir`."""
+    probe = directory / ".create-probe"
+    probe.mkdir()
+    times = []
+    for i in range(files):
+        start = time.perf_counter()
+        os.close(os.open(probe / f"{i}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
 
 
 # ---------------------------------------------------------------------------- figures
