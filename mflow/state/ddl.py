@@ -7,10 +7,14 @@ definition serves SQLite, PostgreSQL and Oracle 12c+.
 
 Times are naive UTC `TIMESTAMP` columns (microseconds kept; a DBA reads them as they are).
 `DateTime` would map to Oracle's `DATE`, which drops the fraction of a second.
+
+`TaskUpdate` is the one statement kept here ready-made: the task-row UPDATE of
+`SqlStore.record`, the store's hot path, compiled once next to `task_values` whose keys it binds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -189,3 +193,59 @@ def task_values(change: TaskRecord) -> dict[str, Any]:
         "log_path": change.log_path,
         "reason": reason,
     }
+
+
+# ---------------------------------------------------------------------- the UPDATE of record()
+
+_TASK_VALUES = (  # the keys of task_values()
+    "state",
+    "attempt",
+    "started_at",
+    "ended_at",
+    "exit_code",
+    "pid",
+    "host",
+    "log_path",
+    "reason",
+)
+_UPDATE_TASK = (
+    sa.update(task_runs)
+    .where(task_runs.c.run_id == sa.bindparam("b_run_id"))
+    .where(task_runs.c.task_id == sa.bindparam("b_task_id"))
+    .values({name: sa.bindparam(f"v_{name}") for name in _TASK_VALUES})
+)
+
+
+class TaskUpdate:
+    """`_UPDATE_TASK` compiled once for a dialect, sent with the driver's own executemany.
+
+    `record` is the hot path of a run: it runs on the writer thread while the runner starts
+    processes, and every microsecond of Python it spends holding the GIL delays the runner.
+    Going around SQLAlchemy's per-execution machinery (the statement is compiled here once,
+    with the dialect's own bind processors, e.g. SQLite's TIMESTAMP-to-text) makes it about
+    three times cheaper. Errors still come back as SQLAlchemy's DBAPIError.
+    """
+
+    def __init__(self, dialect: Any) -> None:
+        compiled = _UPDATE_TASK.compile(dialect=dialect)
+        self.sql = compiled.string
+        names = list(compiled.positiontup or compiled.binds)
+        self.positional = compiled.positional
+        self.names = [compiled.escaped_bind_names.get(n, n) for n in names]
+        self.fields = [n[2:] for n in names]  # b_run_id -> run_id, v_state -> state
+        self.processors = [
+            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
+        ]
+
+    def rows(self, values: Iterable[dict[str, Any]]) -> list[Any]:
+        out = []
+        for row in values:
+            params = [
+                row[f] if p is None else p(row[f])
+                for f, p in zip(self.fields, self.processors, strict=True)
+            ]
+            if self.positional:
+                out.append(tuple(params))
+            else:
+                out.append(dict(zip(self.names, params, strict=True)))
+        return out

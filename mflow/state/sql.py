@@ -12,35 +12,21 @@ key, then gets an IntegrityError, rolls back everything (no orphan run row) and 
 Stale holders are released by compare-and-set: the holder is marked FAILED only if its row
 still has the heartbeat we judged, and its lock row deleted only if it still names it.
 
-SQLite. Many mflow processes (a parent, its child runs, concurrent starters) share one file.
-Every connection gets `busy_timeout` (waits instead of failing with "database is locked"), WAL
-(readers never block the writer) and `synchronous=NORMAL`. Write transactions start with
-`BEGIN IMMEDIATE`, taking the write lock before their first read, so a read-then-write can
-never fail halfway with SQLITE_BUSY on the lock upgrade; reads use a plain (deferred) BEGIN.
-This is SQLAlchemy's documented pysqlite recipe: the driver's own BEGIN is turned off
-(`isolation_level = None`) and a `begin` event emits ours.
-
-Durability trade-off: in WAL mode with synchronous=NORMAL a commit is in the WAL file when it
-returns, so it survives the crash or SIGKILL of any process; only an OS crash or power cut can
-lose the last few commits (the database stays consistent). That buys fast commits on the hot
-path (`record`) for runs of thousands of short tasks.
+Connections are set up in `sql_engine.py`: timeouts, and for SQLite the WAL, busy_timeout and
+`BEGIN IMMEDIATE` that let many mflow processes share one file (and what that trades off).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 
-from mflow import connections
 from mflow.errors import BackendUnavailable, RunAlreadyActive, RunNotFound, StateStoreError
 from mflow.events import RunState, TaskState
 from mflow.state.base import (
@@ -53,6 +39,7 @@ from mflow.state.base import (
 )
 from mflow.state.ddl import (
     SCHEMA_VERSION_KEY,
+    TaskUpdate,
     ddl,
     from_db_time,
     locks,
@@ -66,6 +53,7 @@ from mflow.state.ddl import (
     task_values,
     to_db_time,
 )
+from mflow.state.sql_engine import DEFERRED, create_store_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -76,56 +64,8 @@ __all__ = ["SqlStore", "ddl", "from_db_time", "to_db_time"]
 
 log = logging.getLogger(__name__)
 
-SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's write lock
-CONNECT_TIMEOUT = 10  # seconds; an unreachable server must not hang a run
 LOCK_ATTEMPTS = 5  # look-and-take rounds before giving up on a contended run lock
 INIT_ATTEMPTS = 3
-_DEFERRED = "mflow_deferred"  # execution option: this SQLite transaction only reads
-
-_TASK_VALUES = (
-    "state", "attempt", "started_at", "ended_at", "exit_code", "pid", "host", "log_path", "reason"
-)
-_UPDATE_TASK = (
-    sa.update(task_runs)
-    .where(task_runs.c.run_id == sa.bindparam("b_run_id"))
-    .where(task_runs.c.task_id == sa.bindparam("b_task_id"))
-    .values({name: sa.bindparam(f"v_{name}") for name in _TASK_VALUES})
-)
-
-
-class _TaskUpdate:
-    """`_UPDATE_TASK` compiled once for a dialect, sent with the driver's own executemany.
-
-    `record` is the hot path of a run: it runs on the writer thread while the runner starts
-    processes, and every microsecond of Python it spends holding the GIL delays the runner.
-    Going around SQLAlchemy's per-execution machinery (the statement is compiled here once,
-    with the dialect's own bind processors, e.g. SQLite's TIMESTAMP-to-text) makes it about
-    three times cheaper. Errors still come back as SQLAlchemy's DBAPIError.
-    """
-
-    def __init__(self, dialect: Any) -> None:
-        compiled = _UPDATE_TASK.compile(dialect=dialect)
-        self.sql = compiled.string
-        names = list(compiled.positiontup or compiled.binds)
-        self.positional = compiled.positional
-        self.names = [compiled.escaped_bind_names.get(n, n) for n in names]
-        self.fields = [n[2:] for n in names]  # b_run_id -> run_id, v_state -> state
-        self.processors = [
-            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
-        ]
-
-    def rows(self, values: Iterable[dict[str, Any]]) -> list[Any]:
-        out = []
-        for row in values:
-            params = [
-                row[f] if p is None else p(row[f])
-                for f, p in zip(self.fields, self.processors, strict=True)
-            ]
-            if self.positional:
-                out.append(tuple(params))
-            else:
-                out.append(dict(zip(self.names, params, strict=True)))
-        return out
 
 
 class _Contended(Exception):
@@ -137,32 +77,9 @@ class SqlStore(StateStore):
 
     def __init__(self, location: StoreLocation) -> None:
         self.display_url = location.display
-        self._sqlite = location.scheme == "sqlite"
         self._ready = False
-        self._task_update: _TaskUpdate | None = None
-        kwargs: dict[str, Any] = {}
-        if location.scheme == "postgresql":
-            kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
-        elif location.scheme == "oracle":
-            kwargs = {
-                "pool_pre_ping": True,
-                "connect_args": {"tcp_connect_timeout": CONNECT_TIMEOUT},
-            }
-        self.engine: Engine = connections.create_engine(
-            location.datasource or location.url, **kwargs
-        )
-        if self._sqlite:
-            database = self.engine.url.database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                try:
-                    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise BackendUnavailable(
-                        f"state store {self.display_url} cannot be reached: cannot create "
-                        f"its directory ({exc.strerror}: {exc.filename})"
-                    ) from None
-            event.listen(self.engine, "connect", _sqlite_connect)
-            event.listen(self.engine, "begin", _sqlite_begin)
+        self._task_update: TaskUpdate | None = None
+        self.engine: Engine = create_store_engine(location, self.display_url)
 
     # ------------------------------------------------------------------ connections, schema
 
@@ -175,7 +92,7 @@ class SqlStore(StateStore):
             raise self._unavailable(exc) from None
         with conn:
             if not write:
-                conn.execution_options(**{_DEFERRED: True})
+                conn.execution_options(**{DEFERRED: True})
             try:
                 transaction = conn.begin()
             except sa.exc.OperationalError as exc:  # e.g. SQLite still locked after the timeout
@@ -431,7 +348,7 @@ class SqlStore(StateStore):
         latest = {(c.run_id, c.task_id): task_values(c) for c in changes}
         params = [{"run_id": r, "task_id": t, **values} for (r, t), values in latest.items()]
         if self._task_update is None:
-            self._task_update = _TaskUpdate(self.engine.dialect)
+            self._task_update = TaskUpdate(self.engine.dialect)
         update = self._task_update
         with self._transaction() as conn:
             updated = conn.exec_driver_sql(update.sql, update.rows(params)).rowcount
@@ -501,38 +418,3 @@ class SqlStore(StateStore):
 def _same(column: sa.ColumnElement[Any], value: Any) -> sa.ColumnElement[bool]:
     """column = value, NULL-safe (for compare-and-set on what we read)."""
     return column.is_(None) if value is None else column == value
-
-
-# ---------------------------------------------------------------------- SQLite connections
-
-
-def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-    # SQLAlchemy emits BEGIN itself (_sqlite_begin); the driver's own BEGIN would come too
-    # late (only before the first write) to take the write lock up front.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
-        _enable_wal(cursor)
-        cursor.execute("PRAGMA synchronous = NORMAL")
-    finally:
-        cursor.close()
-
-
-def _enable_wal(cursor: sqlite3.Cursor) -> None:
-    # Switching a new file to WAL needs an exclusive lock, and SQLite can report "locked"
-    # at once instead of waiting when several processes open a fresh file together.
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    deferred = conn.get_execution_options().get(_DEFERRED, False)
-    conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")

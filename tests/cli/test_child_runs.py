@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from support import alive
+from support import alive, bash
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
@@ -29,10 +29,6 @@ def mflow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def dag(path: Path, *tasks: dict[str, Any]) -> Path:
     path.write_text(json.dumps({"tasks": list(tasks)}))
     return path
-
-
-def bash(task_id: str, command: str, *depends: str) -> dict[str, Any]:
-    return {"id": task_id, "type": "bash", "command": command, "depends": list(depends)}
 
 
 def child(task_id: str, taskfile: str, *depends: str) -> dict[str, Any]:

@@ -14,16 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import alive
-
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("zookeeper", marks=pytest.mark.zookeeper),
-]
+from support import STATE_BACKENDS, alive, bash
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=STATE_BACKENDS)
 def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
@@ -54,10 +48,6 @@ def start(tmp_path: Path, state_url: str | None, *args: str) -> subprocess.Popen
 
 def write_dag(tmp_path: Path, tasks: list[dict[str, Any]], name: str = "nightly") -> None:
     (tmp_path / "tasks.json").write_text(json.dumps({"name": name, "tasks": tasks}))
-
-
-def bash(task_id: str, command: str, *depends: str) -> dict[str, Any]:
-    return {"id": task_id, "type": "bash", "command": command, "depends": list(depends)}
 
 
 def wait_for(path: Path, timeout: float = 20) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import TRACE, alive, intervals, max_overlap
+from support import TRACE, alive, bash, intervals, max_overlap
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,10 +52,6 @@ def status_json(tmp_path: Path, run_id: str = "") -> dict[str, Any]:
 
 def task_states(tree: dict[str, Any]) -> dict[str, str]:
     return {t["task_id"]: t["state"] for t in tree["tasks"]}
-
-
-def bash(task_id: str, command: str, *depends: str, **fields: Any) -> dict[str, Any]:
-    return {"id": task_id, "type": "bash", "command": command, "depends": list(depends), **fields}
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> None:

@@ -12,31 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import TRACE, alive, intervals, max_overlap
+from support import TRACE, Recorder, alive, bash, intervals, max_overlap
 
-from mflow.events import Event, Listeners, RunState, TaskEnded, TaskStarted, TaskState
+from mflow.events import Listeners, RunState, TaskState
 from mflow.project import load_project
 from mflow.runner import Plan, Runner, Settings
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def handle(self, event: Event) -> None:
-        self.events.append(event)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def ended(self, task: str) -> list[TaskEnded]:
-        return [e for e in self.events if isinstance(e, TaskEnded) and e.task_id == task]
-
-    def started(self, task: str) -> list[TaskStarted]:
-        return [e for e in self.events if isinstance(e, TaskStarted) and e.task_id == task]
 
 
 def write_dag(
@@ -78,10 +58,6 @@ def run_dag(
         project, plan or Plan(tuple(project.dag.tasks)), settings, Listeners([recorder])
     )
     return runner.run(), recorder
-
-
-def bash(task_id: str, command: str, *depends: str, **fields: Any) -> dict[str, Any]:
-    return {"id": task_id, "type": "bash", "command": command, "depends": list(depends), **fields}
 
 
 def test_concurrency_bound_observed_from_inside_the_tasks(tmp_path: Path) -> None:

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from support import run_project
 
-from mflow.events import Event, Listeners, TaskEnded, TaskState
+from mflow.events import TaskState
 from mflow.project import Project, load_project
-from mflow.runner import Plan, Runner, Settings
 from mflow.tasks.base import TaskContext, TaskResult
 from mflow.tasks.sql import MAX_ROWS, SqlTask
 
@@ -434,33 +434,6 @@ def test_cancel_before_a_statement_starts_runs_nothing_more(tmp_path: Path) -> N
 # --------------------------------------------------------------------------- in a DAG run
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def handle(self, event: Event) -> None:
-        self.events.append(event)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def ended(self, task: str) -> TaskEnded:
-        (event,) = [e for e in self.events if isinstance(e, TaskEnded) and e.task_id == task]
-        return event
-
-
-def run_dag(project: Project, tmp_path: Path) -> Recorder:
-    recorder = Recorder()
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir(exist_ok=True)
-    settings = Settings(run_id=1, log_dir=log_dir, concurrency=3, concurrency_fixed=True)
-    Runner(project, Plan(tuple(project.dag.tasks)), settings, Listeners([recorder])).run()
-    return recorder
-
-
 def test_sql_tasks_in_a_dag_run_write_the_task_log(tmp_path: Path) -> None:
     tasks = [
         {"id": "create", "type": "sql", "db": "db", "command": "CREATE TABLE t (a int)"},
@@ -480,14 +453,14 @@ def test_sql_tasks_in_a_dag_run_write_the_task_log(tmp_path: Path) -> None:
         },
     ]
     project = write_project(tmp_path, tasks, [{"name": "db", "url": "sqlite:///data.db"}])
-    recorder = run_dag(project, tmp_path)
-    assert recorder.ended("create").state is TaskState.SUCCESS
-    fill = recorder.ended("fill")
+    recorder = run_project(project, tmp_path)
+    assert recorder.ended_once("create").state is TaskState.SUCCESS
+    fill = recorder.ended_once("fill")
     assert fill.state is TaskState.SUCCESS
     log = Path(fill.log_path or "").read_text()
     assert "sql on db: INSERT INTO t VALUES (7); SELECT a FROM t" in log  # the attempt header
     assert "a\n-\n7\n-- 1 row (" in log
-    bad = recorder.ended("bad")
+    bad = recorder.ended_once("bad")
     assert bad.state is TaskState.FAILED
     assert bad.reason == "statement 1 (line 1) failed: SQLITE_ERROR: no such column: nope"
 
@@ -501,9 +474,9 @@ def test_task_timeout_in_a_dag_run_stops_the_postgres_statement(
     ]
     project = write_project(tmp_path, tasks, [{"name": "db", "url": pg_url}])
     started = time.monotonic()
-    recorder = run_dag(project, tmp_path)
+    recorder = run_project(project, tmp_path)
     assert time.monotonic() - started < 4.0
-    slow = recorder.ended("slow")
+    slow = recorder.ended_once("slow")
     assert slow.state is TaskState.FAILED
     assert slow.reason == "timed out after 1.00s"
     assert pg_sessions(pg_url, app_name) == []
@@ -515,7 +488,7 @@ def test_sqlite_task_timeout_in_a_dag_run_is_reported_as_a_timeout(tmp_path: Pat
     )
     tasks = [{"id": "slow", "type": "sql", "db": "db", "timeout": 0.5, "command": endless}]
     project = write_project(tmp_path, tasks, [{"name": "db", "url": "sqlite:///data.db"}])
-    slow = run_dag(project, tmp_path).ended("slow")
+    slow = run_project(project, tmp_path).ended_once("slow")
     assert slow.state is TaskState.FAILED
     assert slow.reason == "timed out after 0.50s"
     assert "interrupted" in Path(slow.log_path or "").read_text()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from support import STATE_BACKENDS
 
 from mflow.errors import BackendUnavailable, RunAlreadyActive, RunNotFound
 from mflow.events import RunState, TaskState
@@ -26,14 +27,8 @@ from mflow.state.base import STALE_AFTER, NewRun, StateStore, TaskRecord, this_h
 OTHER_HOST = "elsewhere.example"  # never this machine, so only the heartbeat can make it stale
 NOW = time.time()
 
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("zookeeper", marks=pytest.mark.zookeeper),
-]
 
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=STATE_BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of a fresh, empty store of each backend (only that backend's service needed)."""
     if request.param == "sqlite":

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import STATE_BACKENDS
 
 from mflow.events import RunState
 from mflow.state import StoreLocation, open_store
@@ -70,13 +71,7 @@ def wait_for_files(workdir: Path, prefix: str, processes: list[subprocess.Popen[
         time.sleep(0.01)
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("zookeeper", marks=pytest.mark.zookeeper),
-    ]
-)
+@pytest.fixture(params=STATE_BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store' / 'state.db'}"

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import run_project
 from tg_stub import TigerGraphStub, running
 
-from mflow.events import Event, Listeners, TaskEnded, TaskState
+from mflow.events import TaskState
 from mflow.project import Project, load_project
-from mflow.runner import Plan, Runner, Settings
 from mflow.tasks.base import TaskContext, TaskResult
 from mflow.tasks.tigergraph import STREAM_REFUSED, GsqlBatchTask, GsqlStreamTask
 
@@ -315,33 +315,6 @@ def test_describe_names_job_graph_and_connection_without_secrets(tmp_path: Path)
 # --------------------------------------------------------------------------- gsql client
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def handle(self, event: Event) -> None:
-        self.events.append(event)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def ended(self, task: str) -> TaskEnded:
-        (event,) = [e for e in self.events if isinstance(e, TaskEnded) and e.task_id == task]
-        return event
-
-
-def run_dag(project: Project, tmp_path: Path) -> Recorder:
-    recorder = Recorder()
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir(exist_ok=True)
-    settings = Settings(run_id=1, log_dir=log_dir, concurrency=3, concurrency_fixed=True)
-    Runner(project, Plan(tuple(project.dag.tasks)), settings, Listeners([recorder])).run()
-    return recorder
-
-
 def fake_gsql(tmp_path: Path, exit_code: int = 0, name: str = "gsql") -> Path:
     """A gsql that writes each argument on its own line to argv.txt and exits `exit_code`."""
     path = tmp_path / "bin" / name
@@ -395,8 +368,8 @@ def test_client_defaults_to_gsql_on_path_and_a_relative_path_resolves_to_the_tas
 def test_client_run_in_a_dag_records_argv_and_succeeds(tmp_path: Path) -> None:
     gsql = fake_gsql(tmp_path)
     project = write_project(tmp_path, [client_task(gsql=str(gsql), files={"f1": "/d/p.csv"})])
-    recorder = run_dag(project, tmp_path)
-    assert recorder.ended("load").state is TaskState.SUCCESS
+    recorder = run_project(project, tmp_path)
+    assert recorder.ended_once("load").state is TaskState.SUCCESS
     assert (tmp_path / "argv.txt").read_text().splitlines() == [
         "-g",
         "social",
@@ -407,8 +380,8 @@ def test_client_run_in_a_dag_records_argv_and_succeeds(tmp_path: Path) -> None:
 def test_client_failure_fails_the_task(tmp_path: Path) -> None:
     gsql = fake_gsql(tmp_path, exit_code=1)
     project = write_project(tmp_path, [client_task(gsql=str(gsql))])
-    recorder = run_dag(project, tmp_path)
-    ended = recorder.ended("load")
+    recorder = run_project(project, tmp_path)
+    ended = recorder.ended_once("load")
     assert ended.state is TaskState.FAILED
     assert ended.exit_code == 1
 
@@ -420,8 +393,8 @@ def test_gsql_stream_validates_but_is_refused_in_a_dag_run(tmp_path: Path) -> No
     with running() as stub:
         stream = {**load_task(), "type": "gsql_stream"}
         project = write_project(tmp_path, [stream], [tg_connection(stub, secret=stub.secret)])
-        recorder = run_dag(project, tmp_path)
-    ended = recorder.ended("load")
+        recorder = run_project(project, tmp_path)
+    ended = recorder.ended_once("load")
     assert ended.state is TaskState.FAILED
     assert ended.reason == STREAM_REFUSED
     assert stub.requests == []
@@ -432,6 +405,6 @@ def test_gsql_stream_validates_but_is_refused_in_a_dag_run(tmp_path: Path) -> No
 def test_gsql_stream_without_db_is_refused_too(tmp_path: Path) -> None:
     gsql = fake_gsql(tmp_path)
     project = write_project(tmp_path, [{**client_task(gsql=str(gsql)), "type": "gsql_stream"}])
-    recorder = run_dag(project, tmp_path)
-    assert recorder.ended("load").reason == STREAM_REFUSED
+    recorder = run_project(project, tmp_path)
+    assert recorder.ended_once("load").reason == STREAM_REFUSED
     assert not (tmp_path / "argv.txt").exists()

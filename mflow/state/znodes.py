@@ -1,0 +1,128 @@
+"""The ZooKeeper store's layout: the URL, the znode paths, and records as JSON node values.
+
+The tree itself is drawn in `zookeeper.py`'s docstring; `Znodes` is the one place that builds
+its paths. Pure functions, no kazoo: what the SQL store keeps in `ddl.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from mflow.errors import ConfigError
+from mflow.events import RunState, TaskState
+from mflow.state.base import RunRecord, TaskRecord
+
+DEFAULT_ROOT = "/mflow"
+REASON_LENGTH = 1000  # as in the SQL store
+RESERVED = "0000000000"  # the node under runs/ that makes the first run id 1
+
+
+def parse_zk_url(url: str) -> tuple[str, str]:
+    """`zk://h1:2181,h2:2181/root` -> ("h1:2181,h2:2181", "/root")."""
+    scheme, sep, rest = url.partition("://")
+    hosts, _, root = rest.partition("/")
+    root = root.split("?", 1)[0].strip("/")
+    if scheme.lower() != "zk" or not sep or not hosts:
+        raise ConfigError(
+            f"invalid ZooKeeper store URL '{url}'", json_path="", hint="zk://host:port[,...]/root"
+        )
+    return hosts, f"/{root}" if root else DEFAULT_ROOT
+
+
+def node_name(name: str) -> str:
+    """A DAG or task name as one znode name (no '/', never '.' or '..')."""
+    encoded = quote(name, safe="")
+    return encoded.replace(".", "%2E") if encoded in {".", ".."} else encoded
+
+
+def id_node(run_id: int) -> str:
+    return f"{run_id:010d}"
+
+
+class Znodes:
+    """The paths of the layout under one root."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def path(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    def run(self, run_id: int) -> str:
+        return self.path("runs", id_node(run_id))
+
+    def tasks(self, run_id: int) -> str:
+        return self.path("runs", id_node(run_id), "tasks")
+
+    def lock(self, dag: str) -> str:
+        return self.path("locks", node_name(dag))
+
+    def dag_index(self, dag: str) -> str:
+        return self.path("dags", node_name(dag))
+
+    def children(self, run_id: int) -> str:
+        return self.path("children", id_node(run_id))
+
+
+def dumps(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def loads(data: bytes) -> dict[str, Any]:
+    return json.loads(data.decode("utf-8")) if data else {}
+
+
+# ---------------------------------------------------------------------- JSON <-> records
+
+
+def run_from_value(run_id: int, value: dict[str, Any]) -> RunRecord:
+    return RunRecord(
+        id=run_id,
+        dag=value["dag"],
+        taskfile=value.get("taskfile") or "",
+        status=RunState(value["status"]),
+        host=value.get("host") or "",
+        pid=int(value.get("pid") or 0),
+        started_at=float(value["started_at"]),
+        ended_at=value.get("ended_at"),
+        heartbeat_at=float(value["heartbeat_at"]),
+        log_directory=value.get("log_directory") or "",
+        parent_run_id=value.get("parent_run_id"),
+        parent_task_id=value.get("parent_task_id"),
+    )
+
+
+def task_from_value(run_id: int, task_id: str, value: dict[str, Any]) -> TaskRecord:
+    return TaskRecord(
+        run_id=run_id,
+        task_id=task_id,
+        state=TaskState(value.get("state", TaskState.NONE.value)),
+        attempt=int(value.get("attempt", 0)),
+        started_at=value.get("started_at"),
+        ended_at=value.get("ended_at"),
+        exit_code=value.get("exit_code"),
+        pid=value.get("pid"),
+        host=value.get("host"),
+        log_path=value.get("log_path"),
+        reason=value.get("reason"),
+    )
+
+
+def task_value(change: TaskRecord) -> bytes:
+    reason = change.reason
+    if reason is not None and len(reason) > REASON_LENGTH:
+        reason = reason[: REASON_LENGTH - 3] + "..."
+    value = {
+        "state": TaskState(change.state).value,
+        "attempt": change.attempt,
+        "started_at": change.started_at,
+        "ended_at": change.ended_at,
+        "exit_code": change.exit_code,
+        "pid": change.pid,
+        "host": change.host,
+        "log_path": change.log_path,
+        "reason": reason,
+    }
+    return dumps({k: v for k, v in value.items() if v is not None})
