@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from mflow.project import Project
+
+# Lines are written in blocks: one write per line costs more than building the plan when
+# stdout is unbuffered (PYTHONUNBUFFERED, a pipe to `less`...) and the DAG is large.
+_BLOCK = 2000
 
 
 def print_plan(
@@ -16,35 +22,65 @@ def print_plan(
     tasks: Sequence[str],
     concurrency: int | None,
     done: Collection[str] = frozenset(),
+    out: TextIO | None = None,
+) -> None:
+    """Print the tasks in start order, each with what it would run (`describe`)."""
+    from mflow.project import collector_paused
+
+    with collector_paused():
+        _print_plan(project, tasks, concurrency, done, out or sys.stdout)
+
+
+def _print_plan(
+    project: Project,
+    tasks: Sequence[str],
+    concurrency: int | None,
+    done: Collection[str],
+    out: TextIO,
 ) -> None:
     from mflow import graph
     from mflow.tasks import registry
     from mflow.tasks.base import TaskContext
 
+    specs = project.dag.tasks
     wanted = set(tasks)
-    order = [t for t in graph.topological_order(project.dag.tasks, project.graph) if t in wanted]
+    everything = len(wanted) == len(specs)  # then every dependency is in the plan (validated)
+    # No networkx graph: building one would take longer than the whole plan.
+    order = [t for t in graph.topological_order(specs) if t in wanted]
     width = len(str(len(order)))
+    indent = " " * (width + 2)
     slots = concurrency or project.config.max_process_concurrency
-    print(
+    lines = [
         f"dry run of {project.dag.name} ({project.taskfile_display}): {len(order)} tasks, "
         f"at most {slots} at once; nothing is run"
-    )
+    ]
     env = {**os.environ, "MFLOW_RUN_ID": "0"}
     env.pop("MFLOW_PASSKEY", None)
-    for n, task_id in enumerate(order, 1):
-        spec = project.dag.tasks[task_id]
-        if task_id in done:
-            print(f"{n:>{width}}. {task_id} [{spec.type}] already SUCCESS, kept")
-            continue
-        ctx = TaskContext(
-            run_id=0,
-            task_id=task_id,
-            attempt=1,
-            log_path=Path("/dev/null"),
-            env=env,
-            project=project,
-        )
-        after = [d for d in spec.depends if d in wanted]
-        waits = f" after {', '.join(after)}" if after else ""
-        print(f"{n:>{width}}. {task_id} [{spec.type}]{waits}")
-        print(f"{' ' * (width + 2)}{registry.get(spec.type).describe(spec, ctx)}")
+    # Shared by every task's context: nothing runs, so nothing is logged or cancelled.
+    log_path = Path("/dev/null")
+    cancelled = threading.Event()
+    try:
+        for n, task_id in enumerate(order, 1):
+            spec = specs[task_id]
+            if task_id in done:
+                lines.append(f"{n:>{width}}. {task_id} [{spec.type}] already SUCCESS, kept")
+                continue
+            ctx = TaskContext(
+                run_id=0,
+                task_id=task_id,
+                attempt=1,
+                log_path=log_path,
+                env=env,
+                project=project,
+                cancelled=cancelled,
+            )
+            after = spec.depends if everything else [d for d in spec.depends if d in wanted]
+            waits = f" after {', '.join(after)}" if after else ""
+            lines.append(f"{n:>{width}}. {task_id} [{spec.type}]{waits}")
+            lines.append(indent + registry.get(spec.type).describe(spec, ctx))
+            if len(lines) >= _BLOCK:
+                out.write("\n".join(lines) + "\n")
+                lines.clear()
+    finally:  # the lines so far, also when a task type fails to describe its task
+        if lines:
+            out.write("\n".join(lines) + "\n")

@@ -32,7 +32,7 @@ _SAME_WITHOUT_ARGS = frozenset({"true", "false"})
 
 def direct_argv(command: str) -> list[str] | None:
     """The argv to exec `command` without a shell, or None when it needs bash."""
-    if any(c in _SHELL_CHARS for c in command):
+    if not _SHELL_CHARS.isdisjoint(command):
         return None
     words = command.split()
     if not words:

@@ -1,6 +1,6 @@
-"""`mflow validate`: `OK: N tasks, M edges` and exit 0, or one line per problem naming the file
-and exit 2, for every input whatever its shape, never a traceback; the examples give their
-documented results."""
+"""`mflow validate`: `OK: N tasks, M edges` (`1 task`, `1 edge` for one) and exit 0, or one
+line per problem naming the file and exit 2, for every input whatever its shape, never a
+traceback; the examples give their documented results."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from mflow_cli import EXAMPLES, REPO, MflowRunner, Result, invoke_in_process
 from strategies import SECRET, datasources_documents, json_values, task_documents
 
-OK_LINE = re.compile(r"^OK: (\d+) tasks, (\d+) edges$")
+OK_LINE = re.compile(r"^OK: (?:1 task|\d+ tasks), (?:1 edge|\d+ edges)$")
 TARE5 = (
     "tasks.json $.tasks[5].depends[0]: unknown task 'tarea5' in task 'tarea6' (known: tarea1, "
     "tarea2, tarea3, tarea4, sp1_tickets, tarea6, tarea7, sp1, siper_desvio141)"
@@ -58,6 +58,18 @@ def test_valid_dag_prints_ok_with_task_and_edge_counts_and_exits_0(
     ]
     write(tmp_path / "tasks.json", {"tasks": tasks})
     assert mflow("validate") == Result(0, "OK: 3 tasks, 3 edges\n", "")
+
+
+def test_ok_line_says_task_and_edge_in_the_singular_for_one(tmp_path: Path) -> None:
+    one = {"id": "a", "type": "bash", "command": "true"}
+    write(tmp_path / "one.json", {"tasks": [one]})
+    write(tmp_path / "two.json", {"tasks": [one, {**one, "id": "b", "depends": ["a"]}]})
+    assert invoke_in_process("validate", "-f", "one.json", cwd=tmp_path).stdout == (
+        "OK: 1 task, 0 edges\n"
+    )
+    assert invoke_in_process("validate", "-f", "two.json", cwd=tmp_path).stdout == (
+        "OK: 2 tasks, 1 edge\n"
+    )
 
 
 def test_broken_files_in_a_real_process_exit_2_without_traceback(
@@ -223,7 +235,7 @@ def test_missing_named_config_is_an_error_but_a_missing_default_is_not(tmp_path:
 def test_file_options_before_the_subcommand_apply_to_it(tmp_path: Path) -> None:
     write(tmp_path / "dag.json", {"tasks": [{"id": "a", "type": "bash", "command": "x"}]})
     assert invoke_in_process("--taskfile", "dag.json", "validate", cwd=tmp_path) == Result(
-        0, "OK: 1 tasks, 0 edges\n", ""
+        0, "OK: 1 task, 0 edges\n", ""
     )
 
 

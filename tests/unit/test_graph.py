@@ -141,6 +141,25 @@ def test_topological_order_is_networkx_lexicographical_order_by_file_position(
     assert graph.topological_order(tasks) == expected
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_a_file_listing_tasks_after_their_dependencies_is_its_own_run_order(
+    data: st.DataObject,
+) -> None:
+    import networkx as nx
+
+    names = [f"t{i}" for i in range(data.draw(st.integers(0, 25)))]
+    rows = []
+    for i, name in enumerate(names):
+        # Earlier tasks, the task itself and unknown ones: the last two are not edges.
+        choices = st.sampled_from([*names[: i + 1], "ghost"])
+        rows.append((name, *data.draw(st.lists(choices, max_size=3))))
+    tasks = dag(*rows)
+    assert graph.topological_order(tasks) == names
+    position = {name: i for i, name in enumerate(tasks)}
+    assert names == list(nx.lexicographical_topological_sort(graph.build(tasks), key=position.get))
+
+
 def test_topological_order_refuses_a_cycle() -> None:
     with pytest.raises(ValueError):
         graph.topological_order(dag(("a", "b"), ("b", "a")))
