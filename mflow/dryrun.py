@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from collections.abc import Collection, Sequence
@@ -38,7 +37,7 @@ def _print_plan(
     done: Collection[str],
     out: TextIO,
 ) -> None:
-    from mflow import graph
+    from mflow import graph, taskenv
     from mflow.tasks import registry
     from mflow.tasks.base import TaskContext
 
@@ -54,8 +53,7 @@ def _print_plan(
         f"dry run of {project.dag.name} ({project.taskfile_display}): {len(order)} tasks, "
         f"at most {slots} at once; nothing is run"
     ]
-    env = {**os.environ, "MFLOW_RUN_ID": "0"}
-    env.pop("MFLOW_PASSKEY", None)
+    base = taskenv.base_env(project, 0, project.config.log_directory)
     # Shared by every task's context: nothing runs, so nothing is logged or cancelled.
     log_path = Path("/dev/null")
     cancelled = threading.Event()
@@ -70,7 +68,7 @@ def _print_plan(
                 task_id=task_id,
                 attempt=1,
                 log_path=log_path,
-                env=env,
+                env=taskenv.task_env(base, spec, 1) if spec.env else base,
                 project=project,
                 cancelled=cancelled,
             )

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mflow import logs
-from mflow.config import expand_vars
+from mflow import logs, taskenv
 from mflow.errors import ExitCode, InvalidInput
 from mflow.events import (
     Listener,
@@ -48,9 +47,6 @@ if TYPE_CHECKING:
 
 MAX_RETRY_DELAY = 600.0
 SWITCH_INTERVAL = 0.0005  # seconds; see Runner.run
-# Never handed to a task: the passkey decrypts every password in the datasources.
-_SECRET_ENV = ("MFLOW_PASSKEY",)
-_CHILD_ENV = ("MFLOW_PARENT_RUN_ID", "MFLOW_PARENT_TASK_ID")
 
 
 @dataclass(frozen=True)
@@ -137,7 +133,13 @@ class Runner:
         self.watcher = ExitWatcher()
         self.stop_signal: int | None = None
         self.halted = False  # --fail-fast tripped
-        self.base_env = self._base_env()
+        self.base_env = taskenv.base_env(
+            project,
+            settings.run_id,
+            settings.log_dir,
+            settings.parent_run_id,
+            settings.parent_task_id,
+        )
         self.config_path = project.config.path
         self.check_interval = project.config.check_new_config_interval
         self.next_config_check = time.monotonic() + self.check_interval
@@ -245,7 +247,7 @@ class Runner:
             task_id=spec.id,
             attempt=number,
             log_path=log_path,
-            env=self._task_env(spec, number),
+            env=taskenv.task_env(self.base_env, spec, number),
             project=self.project,
             state_url=self.settings.state_url,
             timeout=spec.timeout,
@@ -451,34 +453,6 @@ class Runner:
             self._run_timers()
 
     # ----------------------------------------------------------------- environment, config
-
-    def _base_env(self) -> dict[str, str]:
-        from mflow.secrets import secret_variables
-        from mflow.state import mask_url
-
-        connections = self.project.datasources.connections.values()
-        hidden = set(_SECRET_ENV) | secret_variables(c.fields for c in connections)
-        env = {k: v for k, v in os.environ.items() if k not in hidden}
-        if mask_url(env.get("MFLOW_STATE", "")) != env.get("MFLOW_STATE", ""):
-            del env["MFLOW_STATE"]  # it holds a password
-        for key in _CHILD_ENV:
-            env.pop(key, None)
-        for key, value in self.project.config.env:
-            env[key] = expand_vars(value, env)
-        env["MFLOW_RUN_ID"] = str(self.settings.run_id)
-        env["MFLOW_LOG_DIR"] = str(self.settings.log_dir)
-        if self.settings.parent_run_id is not None:
-            env["MFLOW_PARENT_RUN_ID"] = str(self.settings.parent_run_id)
-            env["MFLOW_PARENT_TASK_ID"] = self.settings.parent_task_id or ""
-        return env
-
-    def _task_env(self, spec: TaskSpec, attempt: int) -> dict[str, str]:
-        env = dict(self.base_env)
-        for key, value in spec.env:
-            env[key] = expand_vars(value, env)
-        env["MFLOW_TASK_ID"] = spec.id
-        env["MFLOW_ATTEMPT"] = str(attempt)
-        return env
 
     def _stamp(self) -> tuple[int, int] | None:
         try:

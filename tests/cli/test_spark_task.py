@@ -239,13 +239,16 @@ def test_which_spark_submit_runs(
     env = {"PATH": path_without_spark(tmp_path / "path")}
     if spark_home:
         env["SPARK_HOME"] = str(tmp_path / "home")
+    dry = mflow("--dry-run", env=env)
     result = mflow(env=env)
     assert result.code == 0, result.stdout + result.stderr
     ran = {name for name, fake in fakes.items() if (fake.parent / "job.argv").exists()}
     assert ran == {winner}
     expected_argv0 = "spark-submit" if winner == "path" else str(fakes[winner])
+    command_line = shlex.join([expected_argv0, "app.py"])
     header = (tmp_path / "logs" / "master_1_task_job.log").read_text().splitlines()[0]
-    assert header.endswith(f": {shlex.join([expected_argv0, 'app.py'])}")
+    assert header.endswith(f": {command_line}")
+    assert dry.code == 0 and dry.out_lines[2].strip() == command_line  # what really runs
 
 
 def test_missing_spark_submit_fails_the_task_saying_so(tmp_path: Path, mflow: MflowRunner) -> None:
