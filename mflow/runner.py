@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ from mflow.events import (
 )
 from mflow.process import ExitWatcher, Process, SpawnError, describe_exit, exit_code
 from mflow.tasks import registry
-from mflow.tasks.base import TaskContext, TaskResult
+from mflow.tasks.base import SubprocessTaskType, TaskContext, TaskResult
 
 if TYPE_CHECKING:
     from mflow.config import TaskSpec
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 MAX_RETRY_DELAY = 600.0
 SWITCH_INTERVAL = 0.0005  # seconds; see Runner.run
+_NEVER = threading.Event()  # the `cancelled` of tasks that run as a process (see _start)
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,7 @@ class Runner:
         self.attempts[spec.id] = number
         self.state[spec.id] = TaskState.RUNNING
         log_path = logs.task_log_path(self.settings.log_dir, self.settings.run_id, spec.id)
+        task_type = registry.get(spec.type)
         ctx = TaskContext(
             run_id=self.settings.run_id,
             task_id=spec.id,
@@ -251,12 +253,14 @@ class Runner:
             project=self.project,
             state_url=self.settings.state_url,
             timeout=spec.timeout,
+            # Only a task running in-process is told to stop through this event; a process
+            # gets signals. One never-set event serves every process-only task.
+            cancelled=_NEVER if isinstance(task_type, SubprocessTaskType) else threading.Event(),
         )
         attempt = Attempt(spec, number, time.time(), log_path, ctx)
         if spec.timeout is not None:
             attempt.deadline = time.monotonic() + spec.timeout
         self.running[spec.id] = attempt
-        task_type = registry.get(spec.type)
         fd = logs.open_task_log(log_path)
         try:
             try:
@@ -272,6 +276,8 @@ class Runner:
             )
             os.write(fd, header.encode())
             if command is None:
+                if ctx.cancelled is _NEVER:  # a process type that runs in-process after all
+                    attempt.ctx = replace(ctx, cancelled=threading.Event())
                 self._emit_started(attempt, None, shown)
                 log = os.fdopen(os.dup(fd), "a", buffering=1, encoding="utf-8", errors="replace")
                 threading.Thread(
