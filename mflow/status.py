@@ -218,9 +218,15 @@ def print_runs(runs: list[RunRecord], *, json_output: bool, tty: bool) -> None:
 def follow_log(
     store: StateStore, run_id: int, task: TaskRecord, out: IO[str], poll: float = 0.5
 ) -> None:
-    """Print the task log as it grows until the task has ended and the file stops growing."""
+    """Print the task log as it grows until the task has ended and the file stops growing.
+
+    A task has ended when its run has, or when its row is in a final state with no retry to
+    come. The file is read once more after that is seen: the task may have written its last
+    lines between the previous read and the look at the store.
+    """
     path = Path(task.log_path) if task.log_path else None
     position = 0
+    ended = False
     while True:
         if path is not None and path.exists():
             with path.open("r", encoding="utf-8", errors="replace") as f:
@@ -231,11 +237,19 @@ def follow_log(
                 out.write(chunk)
                 out.flush()
                 continue
+        if ended:
+            return
         row = next((r for r in store.tasks(run_id) if r.task_id == task.task_id), task)
         if path is None and row.log_path:
             path = Path(row.log_path)
             continue
         run = store.get_run(run_id)
-        if row.state in TERMINAL or run.status is not RunState.RUNNING:
-            return
-        time.sleep(poll)
+        ended = run.status is not RunState.RUNNING or (row.state in TERMINAL and not _retrying(row))
+        if not ended:
+            time.sleep(poll)
+
+
+def _retrying(row: TaskRecord) -> bool:
+    """A failed attempt with another to come: the store keeps it as FAILED with the reason
+    "...; retrying" (mflow.state.writer.StoreWriter) until the next attempt starts."""
+    return row.state is TaskState.FAILED and (row.reason or "").endswith("retrying")

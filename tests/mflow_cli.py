@@ -7,15 +7,21 @@ tests/); tests/cli/conftest.py wraps these in the `mflow` and `mflow_in_process`
   faster, for property-based tests. Any other exception propagates: it is a bug.
 - `clean_env(home)`: this environment without the developer's MFLOW_* variables.
 - `Result(code, stdout, stderr)`: what both return; unpacks and compares as a plain tuple.
+- `Terminal.start(cwd, env, *args)`: `python -m mflow ARGS` on a pseudo-terminal, to see what
+  an operator at a terminal sees (prompts, rich output).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -112,3 +118,57 @@ def invoke_in_process(*args: str, cwd: Path) -> Result:
             sys.stdout.flush()
             sys.stderr.flush()
         return Result(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+@dataclass
+class Terminal:
+    """`mflow ARGS` on a pseudo-terminal, in a session of its own (so it can open no other)."""
+
+    process: subprocess.Popen[bytes]
+    fd: int
+    output: bytes = b""
+    seen: int = 0  # how much of `output` expect() has consumed
+
+    @classmethod
+    def start(cls, cwd: Path, env: Mapping[str, str], *args: str) -> Terminal:
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mflow", *args],
+            cwd=cwd,
+            env=dict(env),
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            start_new_session=True,
+        )
+        os.close(follower)
+        return cls(process, leader)
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return True
+        try:
+            chunk = os.read(self.fd, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            return False
+        self.output += chunk
+        return bool(chunk)
+
+    def expect(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while (at := self.output.find(text.encode(), self.seen)) < 0:
+            if time.monotonic() > deadline or not self._read(0.1):
+                raise AssertionError(f"never saw {text!r}; got {self.output!r}")
+        self.seen = at + len(text)
+
+    def send(self, line: str) -> None:
+        os.write(self.fd, f"{line}\n".encode())
+
+    def finish(self, timeout: float = 30) -> tuple[int, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._read(0.1):
+            pass
+        code = self.process.wait(timeout=timeout)
+        os.close(self.fd)
+        return code, self.output.decode(errors="replace")

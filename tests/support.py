@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +64,15 @@ def alive(pid: int) -> bool:
         return not stat.read_text().split(") ")[1].startswith("Z")
     except (OSError, IndexError):
         return False
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    """Poll `condition` until it is true; fail naming `what` if `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not seen within {timeout:g}s")
+        time.sleep(0.02)
 
 
 def bash(task_id: str, command: str, *depends: str, **fields: Any) -> dict[str, Any]:

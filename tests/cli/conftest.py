@@ -5,6 +5,8 @@
   variables, ``MFLOW_HOME`` inside ``tmp_path``, stdin closed) and returns
   ``Result(code, stdout, stderr)``; ``cwd=``, ``env=`` (added to the clean one), ``timeout=``
   and ``input=`` change one call. ``code, out, err = mflow("validate")`` works too.
+- ``mflow_env``: that clean environment, for a process a test starts itself (``Popen``,
+  ``Terminal``) that must see the same ``MFLOW_HOME`` as the ``mflow`` fixture.
 - ``mflow_in_process``: the same call through ``mflow.cli.app`` in this process (``cwd=``
   only): fast enough for hypothesis; an exception other than ``MflowError`` propagates.
 """
@@ -26,7 +28,13 @@ from mflow_cli import (
 
 
 @pytest.fixture
-def mflow(tmp_path: Path) -> MflowRunner:
+def mflow_env(tmp_path: Path) -> dict[str, str]:
+    """The environment `mflow` runs in: no MFLOW_* of the developer's, MFLOW_HOME in tmp_path."""
+    return clean_env(tmp_path / "mflow-home")
+
+
+@pytest.fixture
+def mflow(tmp_path: Path, mflow_env: dict[str, str]) -> MflowRunner:
     """Run the real `mflow` command in a subprocess (cwd: tmp_path unless told otherwise)."""
 
     def run(
@@ -39,7 +47,7 @@ def mflow(tmp_path: Path) -> MflowRunner:
         return run_mflow(
             *args,
             cwd=cwd or tmp_path,
-            env=clean_env(tmp_path / "mflow-home", env),
+            env={**mflow_env, **(env or {})},
             timeout=timeout,
             input=input,
         )

@@ -9,11 +9,8 @@ import base64
 import hashlib
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from integration.tg_stub import TigerGraphStub, running
-from mflow_cli import MflowRunner, Result, clean_env
+from mflow_cli import MflowRunner, Result, Terminal, clean_env
 
 PASSKEY = "Pk-7Rw2-passkey-never-shown"
 PASSWORD = "Pw-enc-91zQ-never-shown"  # the clear text of an encrypted_password
@@ -129,60 +126,6 @@ def test_crypt_help_offers_no_passkey_option(mflow: MflowRunner) -> None:
         result = mflow("crypt", command, "--help")
         assert result.code == 0
         assert "--passkey" not in result.stdout
-
-
-@dataclass
-class Terminal:
-    """`mflow ARGS` on a pseudo-terminal, in a session of its own (so it can open no other)."""
-
-    process: subprocess.Popen[bytes]
-    fd: int
-    output: bytes = b""
-    seen: int = 0  # how much of `output` expect() has consumed
-
-    @classmethod
-    def start(cls, cwd: Path, env: Mapping[str, str], *args: str) -> Terminal:
-        leader, follower = pty.openpty()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mflow", *args],
-            cwd=cwd,
-            env=dict(env),
-            stdin=follower,
-            stdout=follower,
-            stderr=follower,
-            start_new_session=True,
-        )
-        os.close(follower)
-        return cls(process, leader)
-
-    def _read(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if not ready:
-            return True
-        try:
-            chunk = os.read(self.fd, 65536)
-        except OSError:  # EIO: the process closed the terminal
-            return False
-        self.output += chunk
-        return bool(chunk)
-
-    def expect(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while (at := self.output.find(text.encode(), self.seen)) < 0:
-            if time.monotonic() > deadline or not self._read(0.1):
-                raise AssertionError(f"never saw {text!r}; got {self.output!r}")
-        self.seen = at + len(text)
-
-    def send(self, line: str) -> None:
-        os.write(self.fd, f"{line}\n".encode())
-
-    def finish(self, timeout: float = 30) -> tuple[int, str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._read(0.1):
-            pass
-        code = self.process.wait(timeout=timeout)
-        os.close(self.fd)
-        return code, self.output.decode(errors="replace")
 
 
 @pytest.fixture

@@ -1,0 +1,52 @@
+"""`mflow logs --follow` (mflow.status.follow_log) against a scripted store: the moments a real
+run makes too rare to hit on purpose. tests/cli/test_queries.py follows real runs."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+from mflow.events import RunState, TaskState
+from mflow.state.base import RunRecord, StateStore, TaskRecord
+from mflow.status import follow_log
+
+
+class ScriptedStore:
+    """Answers `tasks()` from a script: each call runs the next step, which may also write to
+    the log (what the task did meanwhile), and returns the task's state at that moment."""
+
+    def __init__(self, log: Path, steps: list[Callable[[], TaskState]]) -> None:
+        self.log = log
+        self.steps = steps
+        self.calls = 0
+
+    def tasks(self, run_id: int) -> list[TaskRecord]:
+        state = self.steps[min(self.calls, len(self.steps) - 1)]()
+        self.calls += 1
+        return [TaskRecord(run_id, "t", state, 1, 1.0, None, None, None, None, str(self.log))]
+
+    def get_run(self, run_id: int) -> RunRecord:
+        return RunRecord(run_id, "dag", "dag.json", RunState.RUNNING, "host", 1, 1.0, None, 1.0)
+
+
+def test_lines_written_just_before_the_task_ends_are_printed(tmp_path: Path) -> None:
+    log = tmp_path / "t.log"
+    log.write_text("first\n")
+
+    def still_running() -> TaskState:
+        return TaskState.RUNNING
+
+    def writes_last_line_and_ends() -> TaskState:
+        # Between follow_log's read of the file and its look at the store, the task wrote its
+        # last line and ended: that line must still be printed.
+        with log.open("a") as f:
+            f.write("last\n")
+        return TaskState.SUCCESS
+
+    store = ScriptedStore(log, [still_running, writes_last_line_and_ends])
+    out = io.StringIO()
+    task = TaskRecord(1, "t", TaskState.RUNNING, 1, 1.0, log_path=str(log))
+    follow_log(cast(StateStore, store), 1, task, out, poll=0)
+    assert out.getvalue() == "first\nlast\n"
