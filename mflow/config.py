@@ -352,7 +352,7 @@ def build_tasks(
 
 # --------------------------------------------------------------------------- datasources
 
-_SECRET_FIELDS = ("password", "encrypted_password", "secret", "token")
+SECRET_FIELDS = ("password", "encrypted_password", "secret", "token")
 
 
 @dataclass(frozen=True, repr=False)
@@ -369,7 +369,7 @@ class Datasource:
 
     def __repr__(self) -> str:
         shown = {
-            k: ("***" if k in _SECRET_FIELDS else v) for k, v in self.fields.items() if k != "name"
+            k: ("***" if k in SECRET_FIELDS else v) for k, v in self.fields.items() if k != "name"
         }
         return f"Datasource(name={self.name!r}, kind={self.kind!r}, {shown})"
 

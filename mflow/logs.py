@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from mflow.events import (
@@ -29,20 +30,20 @@ def task_log_path(log_dir: Path, run_id: int, task_id: str) -> Path:
     return log_dir / f"master_{run_id}_task_{task_id}.log"
 
 
-_second: list = [None, ""]  # the last whole second formatted by iso(), and its text
+@lru_cache(maxsize=1)
+def _second(whole: int) -> tuple[str, str]:
+    """A whole second's local time and UTC offset: formatted once a second, not per line."""
+    local = time.localtime(whole)
+    offset = local.tm_gmtoff
+    sign = "+" if offset >= 0 else "-"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local), f"{sign}{hours:02d}:{minutes:02d}"
 
 
 def iso(t: float) -> str:
     """Local time with its UTC offset, to the millisecond (2026-11-23T19:30:00.123+01:00)."""
     whole = int(t)
-    if _second[0] != whole:  # strftime and the offset only once a second: a hot path
-        local = time.localtime(whole)
-        offset = local.tm_gmtoff
-        sign = "+" if offset >= 0 else "-"
-        hours, minutes = divmod(abs(offset) // 60, 60)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local)
-        _second[:] = [whole, (stamp, f"{sign}{hours:02d}:{minutes:02d}")]
-    stamp, zone = _second[1]
+    stamp, zone = _second(whole)
     return f"{stamp}.{int((t - whole) * 1000):03d}{zone}"
 
 

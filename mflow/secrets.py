@@ -12,9 +12,12 @@ import binascii
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from mflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mflow.config import Datasources
 
 PASSKEY_ENV = "MFLOW_PASSKEY"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -82,23 +85,24 @@ def reveal_password(fields: dict[str, object] | object, *, what: str) -> str | N
     return expand(str(password), what=what) if password is not None else None
 
 
-_SECRET_FIELDS = ("password", "encrypted_password", "secret", "token")
 # The password part of a URL's authority: scheme://user:PASSWORD@host
 _URL_PASSWORD = re.compile(r"://[^/@:]*:([^/@]*)@")
 
 
-def secret_variables(connections: Iterable[Mapping[str, object]]) -> set[str]:
+def secret_variables(datasources: Datasources) -> set[str]:
     """The environment variables that hold a connection's password, secret or token.
 
     These are kept out of every task's environment (SPEC §2), as is the passkey; a child run
     gets them back, since it opens the same connections.
     """
+    from mflow.config import SECRET_FIELDS
+
     names: set[str] = set()
-    for fields in connections:
-        for key, value in fields.items():
+    for connection in datasources.connections.values():
+        for key, value in connection.fields.items():
             if not isinstance(value, str) or "${" not in value:
                 continue
-            if key in _SECRET_FIELDS:
+            if key in SECRET_FIELDS:
                 names.update(_VAR.findall(value))
             elif key == "url":
                 for password in _URL_PASSWORD.findall(value):

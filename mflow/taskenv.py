@@ -33,9 +33,8 @@ def base_env(
     from mflow.secrets import secret_variables
     from mflow.state import mask_url
 
-    connections = project.datasources.connections.values()
     # Variables holding a connection's password, secret or token stay out as well.
-    hidden = set(SECRET_ENV) | secret_variables(c.fields for c in connections)
+    hidden = set(SECRET_ENV) | secret_variables(project.datasources)
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     if mask_url(env.get("MFLOW_STATE", "")) != env.get("MFLOW_STATE", ""):
         del env["MFLOW_STATE"]  # it holds a password

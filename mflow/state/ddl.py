@@ -15,6 +15,7 @@ Times are naive UTC `TIMESTAMP` columns (microseconds kept; a DBA reads them as 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -197,17 +198,8 @@ def task_values(change: TaskRecord) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- the UPDATE of record()
 
-_TASK_VALUES = (  # the keys of task_values()
-    "state",
-    "attempt",
-    "started_at",
-    "ended_at",
-    "exit_code",
-    "pid",
-    "host",
-    "log_path",
-    "reason",
-)
+# The keys of task_values(): every field of a TaskRecord but the two that find its row.
+_TASK_VALUES = tuple(f.name for f in fields(TaskRecord) if f.name not in ("run_id", "task_id"))
 _UPDATE_TASK = (
     sa.update(task_runs)
     .where(task_runs.c.run_id == sa.bindparam("b_run_id"))

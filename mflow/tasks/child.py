@@ -71,8 +71,7 @@ class ChildRunTask(SubprocessTaskType):
         env = dict(ctx.env)
         if ctx.state_url:
             env["MFLOW_STATE"] = ctx.state_url
-        connections = ctx.project.datasources.connections.values()
-        for name in (PASSKEY_ENV, *secret_variables(c.fields for c in connections)):
+        for name in (PASSKEY_ENV, *secret_variables(ctx.project.datasources)):
             if name in os.environ:
                 env[name] = os.environ[name]
         return env
