@@ -6,7 +6,8 @@ the loop sleeps in `ExitWatcher.wait` until a process ends, a worker thread hand
 a signal arrives or a timer (timeout, kill escalation, retry, config re-read) is due.
 
 Only this loop changes run state. Each transition is announced to the listeners (logs, console,
-state store) in the order it happens.
+state store) in the order it happens, after the tasks it made ready have been started: writing
+about a task's end does not delay its dependents.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from mflow import logs, taskenv
 from mflow.errors import ExitCode, InvalidInput
 from mflow.events import (
+    Event,
     Listener,
     RunEnded,
     RunNotice,
@@ -102,8 +104,9 @@ class Runner:
         self.project = project
         self.plan = plan
         self.settings = settings
-        self.emit = listeners.handle
-        self.flush = listeners.flush
+        self.listeners = listeners
+        self.events: list[Event] = []  # announced, not yet delivered (`_deliver`)
+        self.emit = self.events.append
         self.concurrency = settings.concurrency
         tasks = project.dag.tasks
         in_plan = set(plan.tasks)
@@ -166,6 +169,7 @@ class Runner:
             while True:
                 if self.stop_signal is None and not self.halted:
                     self._dispatch()
+                self._deliver()
                 if not self.running and (
                     self.stop_signal is not None or self.halted or not (self.ready or self.retries)
                 ):
@@ -173,13 +177,26 @@ class Runner:
                 self._step()
             self._wait_for_lingering_groups()
         finally:
+            self._deliver()
             self._restore_signal_handlers(previous)
             sys.setswitchinterval(switch_interval)
             self.watcher.close()
-        return self._announce_end(started)
+        outcome = self._announce_end(started)
+        self._deliver()
+        return outcome
+
+    def _deliver(self) -> None:
+        """Hand the announced events to the listeners, in order."""
+        events = self.events
+        if events:
+            handle = self.listeners.handle
+            for event in events:
+                handle(event)
+            events.clear()
 
     def _step(self) -> None:
-        self.flush()
+        self._deliver()
+        self.listeners.flush()
         for proc in self.watcher.wait(self._next_timer()):
             attempt = self.by_pid.pop(proc.pid)
             self._settle(attempt, self._process_result(attempt, proc))

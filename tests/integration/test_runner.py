@@ -69,6 +69,32 @@ def test_concurrency_bound_observed_from_inside_the_tasks(tmp_path: Path) -> Non
     assert max_overlap(pairs) == 3
 
 
+def test_an_end_is_announced_in_order_after_its_dependents_started(tmp_path: Path) -> None:
+    """Listeners see a's end before b's start, yet b's process is running by then: writing
+    about an end (master log, store, console) does not delay what it made ready."""
+    write_dag(tmp_path, [bash("a", "true"), bash("b", "sleep 5", "a")])
+    project = load_project(None, tmp_path / "tasks.json", None)
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    seen: dict[str, Any] = {}
+
+    class AtEndOfA(Recorder):
+        def handle(self, event: Any) -> None:
+            super().handle(event)
+            if getattr(event, "task_id", None) == "a" and type(event).__name__ == "TaskEnded":
+                seen["b"] = runner.running.get("b")
+                seen["events"] = [(type(e).__name__, e.task_id) for e in self.events[1:]]
+                signal.raise_signal(signal.SIGTERM)  # b has been seen: no need to wait for it
+
+    settings = Settings(run_id=1, log_dir=log_dir, concurrency=2, concurrency_fixed=True)
+    runner = Runner(project, Plan(("a", "b")), settings, Listeners([AtEndOfA()]))
+    runner.run()
+    assert seen["events"] == [("TaskStarted", "a"), ("TaskEnded", "a")]
+    attempt = seen["b"]
+    assert attempt is not None and attempt.process is not None
+    assert (log_dir / "master_1_task_b.log").read_text().startswith("===== mflow ")
+
+
 def test_dependent_starts_before_an_unrelated_long_task_ends(tmp_path: Path) -> None:
     tasks = [
         bash("long", TRACE.format(s=2)),
