@@ -182,11 +182,9 @@ def validate(
     from mflow.project import load_project
 
     project = load_project(*_files(ctx, config, taskfile, datasources))
-    typer.echo(f"OK: {_count(len(project.dag.tasks), 'task')}, {_count(project.dag.edges, 'edge')}")
+    from mflow.logs import count
 
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    typer.echo(f"OK: {count(len(project.dag.tasks), 'task')}, {count(project.dag.edges, 'edge')}")
 
 
 class GraphFormat(str, Enum):
@@ -339,16 +337,25 @@ def logs(
     import json
 
     from mflow.errors import RunNotFound
+    from mflow.events import RunState
     from mflow.status import follow_log, record_dict
 
+    if follow and json_output:
+        raise MflowError("--follow prints the log as it grows: it cannot be used with --json")
     store = _store(ctx, state, config, datasources)
     try:
         store.get_run(run_id)
         row = next((r for r in store.tasks(run_id) if r.task_id == task), None)
         if row is None:
             raise RunNotFound(f"run {run_id} has no task '{task}'")
-        if follow and not json_output:
-            follow_log(store, run_id, row, sys.stdout)
+        if follow:
+            run = follow_log(store, run_id, row, sys.stdout)
+            if run.status is RunState.RUNNING:  # its mflow is gone: nothing more will come
+                typer.echo(
+                    f"mflow: stopped following: the mflow process of run {run_id} "
+                    f"(pid {run.pid} on {run.host}) is gone; the store still says RUNNING",
+                    err=True,
+                )
             return
     finally:
         store.close()
@@ -412,19 +419,31 @@ app.add_typer(crypt_app, name="crypt")
 
 
 def _passkey(confirm: bool) -> str:
-    import getpass
     import os
 
     from mflow.secrets import PASSKEY_ENV
 
     if os.environ.get(PASSKEY_ENV):
         return os.environ[PASSKEY_ENV]
-    key = getpass.getpass("passkey: ")
-    if confirm and getpass.getpass("passkey again: ") != key:
+    key = _hidden_line("passkey: ")
+    if confirm and _hidden_line("passkey again: ") != key:
         from mflow.errors import ConfigError
 
         raise ConfigError("the passkeys differ", json_path="")
     return key
+
+
+def _hidden_line(prompt: str) -> str:
+    """A line typed at a prompt that does not echo it; without any terminal (cron, a pipe),
+    the next line of stdin, read quietly (getpass would warn that it may be echoed)."""
+    import getpass
+
+    try:
+        open("/dev/tty", "rb").close()
+    except OSError:
+        if not sys.stdin.isatty():
+            return sys.stdin.readline().rstrip("\n")
+    return getpass.getpass(prompt)
 
 
 def _secret_input(prompt: str) -> str:

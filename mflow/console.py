@@ -23,7 +23,7 @@ from mflow.events import (
     TaskState,
     event_dict,
 )
-from mflow.logs import counts_text, seconds
+from mflow.logs import count, counts_text, seconds
 
 
 def summary_lines(event: RunEnded) -> list[str]:
@@ -98,7 +98,7 @@ def plain_event(event: Event) -> str | None:
     if isinstance(event, RunStarted):
         what = "resumed" if event.resumed else "started"
         return (
-            f"{stamp} run {event.run_id} {what}: {event.dag}, {event.tasks} tasks, "
+            f"{stamp} run {event.run_id} {what}: {event.dag}, {count(event.tasks, 'task')}, "
             f"concurrency {event.concurrency}, logs in {event.log_directory}"
         )
     if isinstance(event, RunNotice):

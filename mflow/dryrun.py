@@ -8,6 +8,8 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from mflow.logs import count
+
 if TYPE_CHECKING:
     from mflow.project import Project
 
@@ -50,7 +52,7 @@ def _print_plan(
     indent = " " * (width + 2)
     slots = concurrency or project.config.max_process_concurrency
     lines = [
-        f"dry run of {project.dag.name} ({project.taskfile_display}): {len(order)} tasks, "
+        f"dry run of {project.dag.name} ({project.taskfile_display}): {count(len(order), 'task')}, "
         f"at most {slots} at once; nothing is run"
     ]
     base = taskenv.base_env(project, 0, project.config.log_directory)

@@ -71,6 +71,11 @@ def seconds(value: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+def count(n: int, noun: str) -> str:
+    """`1 task`, `2 tasks`: a number and its noun, plural when it is not one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no tasks"
 
@@ -109,7 +114,7 @@ def format_event(event: Event) -> tuple[str, str] | None:
             f"{what}: dag {event.dag}, taskfile {event.taskfile}, "
             f"config {event.config or '(defaults)'}, datasources {event.datasources or '(none)'}, "
             f"state {event.state_url}, log directory {event.log_directory}, "
-            f"{event.tasks} tasks, concurrency {event.concurrency}{parent}"
+            f"{count(event.tasks, 'task')}, concurrency {event.concurrency}{parent}"
         )
     if isinstance(event, RunEnded):
         level = "INFO" if event.exit_code == 0 else "ERROR"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from mflow.logs import count
+
 if TYPE_CHECKING:
     from mflow.config import TaskSpec
     from mflow.project import Project
@@ -32,7 +34,8 @@ def print_tree(project: Project) -> None:
 
     dag = project.dag
     dependents = _dependents(project)
-    root = Tree(f"[bold]{escape(dag.name)}[/] ({len(dag.tasks)} tasks, {dag.edges} edges)")
+    heading = f"{count(len(dag.tasks), 'task')}, {count(dag.edges, 'edge')}"
+    root = Tree(f"[bold]{escape(dag.name)}[/] ({heading})")
     shown: set[str] = set()
     # Depth first with an explicit stack: a chain of thousands of tasks is no recursion limit.
     stack = [(root, name) for name, spec in reversed(dag.tasks.items()) if not spec.depends]

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from mflow.events import TERMINAL, RunState, TaskState
 from mflow.logs import seconds
-from mflow.state.base import RunRecord, StateStore, TaskRecord
+from mflow.state.base import RunRecord, StateStore, TaskRecord, is_stale
 
 _TASK_ORDER = {
     TaskState.SUCCESS: 0,
@@ -217,16 +217,18 @@ def print_runs(runs: list[RunRecord], *, json_output: bool, tty: bool) -> None:
 
 def follow_log(
     store: StateStore, run_id: int, task: TaskRecord, out: IO[str], poll: float = 0.5
-) -> None:
+) -> RunRecord:
     """Print the task log as it grows until the task has ended and the file stops growing.
 
-    A task has ended when its run has, or when its row is in a final state with no retry to
-    come. The file is read once more after that is seen: the task may have written its last
-    lines between the previous read and the look at the store.
+    A task has ended when its run has, when its row is in a final state with no retry to
+    come, or when the mflow process that ran it is gone (killed: the store still says
+    RUNNING, see `is_stale`). The file is read once more after that is seen: the task may have
+    written its last lines between the previous read and the look at the store. Returns the
+    run as last seen.
     """
     path = Path(task.log_path) if task.log_path else None
     position = 0
-    ended = False
+    run: RunRecord | None = None
     while True:
         if path is not None and path.exists():
             with path.open("r", encoding="utf-8", errors="replace") as f:
@@ -237,15 +239,16 @@ def follow_log(
                 out.write(chunk)
                 out.flush()
                 continue
-        if ended:
-            return
+        if run is not None:
+            return run
         row = next((r for r in store.tasks(run_id) if r.task_id == task.task_id), task)
         if path is None and row.log_path:
             path = Path(row.log_path)
             continue
-        run = store.get_run(run_id)
-        ended = run.status is not RunState.RUNNING or (row.state in TERMINAL and not _retrying(row))
-        if not ended:
+        current = store.get_run(run_id)
+        if is_stale(current) or (row.state in TERMINAL and not _retrying(row)):
+            run = current
+        else:
             time.sleep(poll)
 
 

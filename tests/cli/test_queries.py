@@ -12,6 +12,7 @@ import os
 import re
 import select
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -491,6 +492,38 @@ def test_logs_follow_keeps_following_while_a_retry_is_pending(
     assert "run 1 task flaky attempt 2/2" in text
     assert text == log.read_text()
     assert run.wait(timeout=20) == 0
+
+
+def test_logs_follow_stops_when_the_runs_mflow_was_killed(
+    tmp_path: Path,
+    mflow_env: dict[str, str],
+    mflow: MflowRunner,
+    background: list[subprocess.Popen[bytes]],
+) -> None:
+    # mflow is SIGKILLed while its task runs on (a task leads its own session): the store
+    # keeps the run RUNNING, but nothing will ever end it, so --follow must not wait forever.
+    command = "echo first-line; until [ -e release ]; do sleep 0.02; done"
+    write_dag(tmp_path, "tasks", [bash("slow", command)])
+    log = tmp_path / "logs" / "master_1_task_slow.log"
+    run = start(tmp_path, mflow_env, background, "--quiet")
+    wait_for(lambda: "first-line" in lines(log), "the task's first line")
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait(timeout=20)
+
+    result = mflow("logs", "1", "slow", "--follow", timeout=20)
+    assert result.code == 0, result
+    assert output_lines(result.stdout) == ["first-line"]
+    assert result.err_lines == [
+        f"mflow: stopped following: the mflow process of run 1 (pid {run.pid} on "
+        f"{socket.gethostname()}) is gone; the store still says RUNNING"
+    ]
+
+
+@pytest.mark.usefixtures("failed_run")
+def test_logs_follow_with_json_is_a_one_line_error_exit_2(mflow: MflowRunner) -> None:
+    assert_one_line_error(
+        mflow("logs", "1", "broken", "--follow", "--json"), 2, "cannot be used with --json"
+    )
 
 
 @pytest.mark.usefixtures("failed_run")

@@ -4,12 +4,14 @@ run makes too rare to hit on purpose. tests/cli/test_queries.py follows real run
 from __future__ import annotations
 
 import io
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 from mflow.events import RunState, TaskState
-from mflow.state.base import RunRecord, StateStore, TaskRecord
+from mflow.state.base import STALE_AFTER, RunRecord, StateStore, TaskRecord, this_host
 from mflow.status import follow_log
 
 
@@ -17,10 +19,13 @@ class ScriptedStore:
     """Answers `tasks()` from a script: each call runs the next step, which may also write to
     the log (what the task did meanwhile), and returns the task's state at that moment."""
 
-    def __init__(self, log: Path, steps: list[Callable[[], TaskState]]) -> None:
+    def __init__(
+        self, log: Path, steps: list[Callable[[], TaskState]], heartbeat_age: float = 0.0
+    ) -> None:
         self.log = log
         self.steps = steps
         self.calls = 0
+        self.heartbeat_age = heartbeat_age
 
     def tasks(self, run_id: int) -> list[TaskRecord]:
         state = self.steps[min(self.calls, len(self.steps) - 1)]()
@@ -28,7 +33,12 @@ class ScriptedStore:
         return [TaskRecord(run_id, "t", state, 1, 1.0, None, None, None, None, str(self.log))]
 
     def get_run(self, run_id: int) -> RunRecord:
-        return RunRecord(run_id, "dag", "dag.json", RunState.RUNNING, "host", 1, 1.0, None, 1.0)
+        # A live run: this process on this host, with a fresh heartbeat (see is_stale).
+        now = time.time()
+        beat = now - self.heartbeat_age
+        return RunRecord(
+            run_id, "dag", "dag.json", RunState.RUNNING, this_host(), os.getpid(), now, None, beat
+        )
 
 
 def test_lines_written_just_before_the_task_ends_are_printed(tmp_path: Path) -> None:
@@ -50,3 +60,16 @@ def test_lines_written_just_before_the_task_ends_are_printed(tmp_path: Path) -> 
     task = TaskRecord(1, "t", TaskState.RUNNING, 1, 1.0, log_path=str(log))
     follow_log(cast(StateStore, store), 1, task, out, poll=0)
     assert out.getvalue() == "first\nlast\n"
+
+
+def test_a_run_whose_mflow_is_gone_ends_the_follow(tmp_path: Path) -> None:
+    # No heartbeat for longer than STALE_AFTER: the run's mflow is gone (killed, host down),
+    # though the store still says RUNNING and the task never ends. Stop after the file's end.
+    log = tmp_path / "t.log"
+    log.write_text("only\n")
+    store = ScriptedStore(log, [lambda: TaskState.RUNNING], heartbeat_age=STALE_AFTER + 1)
+    out = io.StringIO()
+    task = TaskRecord(1, "t", TaskState.RUNNING, 1, 1.0, log_path=str(log))
+    run = follow_log(cast(StateStore, store), 1, task, out, poll=0)
+    assert out.getvalue() == "only\n"
+    assert run.status is RunState.RUNNING
