@@ -35,6 +35,9 @@ class RunState(str, Enum):
         return self.value
 
 
+# Each state's text, for the stores' hot paths: `state.value` goes through Enum's descriptor.
+STATE_TEXT: dict[str, str] = {state: state.value for state in TaskState}
+
 TERMINAL = frozenset(
     {TaskState.SUCCESS, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED}
 )

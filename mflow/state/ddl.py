@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from mflow.events import RunState, TaskState
+from mflow.events import STATE_TEXT, RunState, TaskState
 from mflow.state.base import SCHEMA_VERSION, RunRecord, TaskRecord
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def task_values(change: TaskRecord) -> dict[str, Any]:
     if reason is not None and len(reason) > REASON_LENGTH:
         reason = reason[: REASON_LENGTH - 3] + "..."
     return {
-        "state": TaskState(change.state).value,
+        "state": STATE_TEXT[change.state],
         "attempt": change.attempt,
         "started_at": to_db_time(change.started_at),
         "ended_at": to_db_time(change.ended_at),

@@ -344,8 +344,10 @@ class SqlStore(StateStore):
             return
         self._ensure_schema()
         # Every change carries every column, so applying them in order is the same as writing
-        # the last change of each task: one UPDATE per task, sent as one executemany.
-        latest = {(c.run_id, c.task_id): task_values(c) for c in changes}
+        # the last change of each task: one UPDATE per task, sent as one executemany. (Most
+        # batches hold a task's RUNNING and its end: only the end is converted.)
+        last = {(c.run_id, c.task_id): c for c in changes}
+        latest = {key: task_values(c) for key, c in last.items()}
         params = [{"run_id": r, "task_id": t, **values} for (r, t), values in latest.items()]
         if self._task_update is None:
             self._task_update = TaskUpdate(self.engine.dialect)

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mflow.errors import ConfigError
-from mflow.events import RunState, TaskState
+from mflow.events import STATE_TEXT, RunState, TaskState
 from mflow.state.base import RunRecord, TaskRecord
 
 DEFAULT_ROOT = "/mflow"
@@ -115,7 +115,7 @@ def task_value(change: TaskRecord) -> bytes:
     if reason is not None and len(reason) > REASON_LENGTH:
         reason = reason[: REASON_LENGTH - 3] + "..."
     value = {
-        "state": TaskState(change.state).value,
+        "state": STATE_TEXT[change.state],
         "attempt": change.attempt,
         "started_at": change.started_at,
         "ended_at": change.ended_at,

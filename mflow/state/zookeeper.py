@@ -260,7 +260,8 @@ class ZooKeeperStore(StateStore):
             return
         self._ensure()
         # Each change carries every field: writing the last one per task is applying them all.
-        latest = {(c.run_id, node_name(c.task_id)): task_value(c) for c in changes}
+        last = {(c.run_id, c.task_id): c for c in changes}
+        latest = {(r, node_name(t)): task_value(c) for (r, t), c in last.items()}
         for attempt in range(2):
             ops = []
             for (run_id, name), data in latest.items():
