@@ -336,12 +336,17 @@ def logs(
     """Print a task's log (the output of every attempt)."""
     import json
 
-    from mflow.errors import RunNotFound
+    from mflow.errors import ConfigError, RunNotFound
     from mflow.events import RunState
+    from mflow.state.base import STALE_AFTER, is_stale
     from mflow.status import follow_log, record_dict
 
     if follow and json_output:
-        raise MflowError("--follow prints the log as it grows: it cannot be used with --json")
+        raise ConfigError(
+            "--follow prints the log as it grows: it cannot be used with --json",
+            json_path="",
+            hint="without --follow, --json prints the task and its log so far",
+        )
     store = _store(ctx, state, config, datasources)
     try:
         store.get_run(run_id)
@@ -350,10 +355,12 @@ def logs(
             raise RunNotFound(f"run {run_id} has no task '{task}'")
         if follow:
             run = follow_log(store, run_id, row, sys.stdout)
-            if run.status is RunState.RUNNING:  # its mflow is gone: nothing more will come
+            if run.status is RunState.RUNNING and is_stale(run):  # nothing more will come
                 typer.echo(
-                    f"mflow: stopped following: the mflow process of run {run_id} "
-                    f"(pid {run.pid} on {run.host}) is gone; the store still says RUNNING",
+                    f"mflow: stopped following: run {run_id} is recorded as RUNNING but its "
+                    f"mflow (pid {run.pid} on {run.host}) is gone or has not written a "
+                    f"heartbeat for {STALE_AFTER:.0f} s; `mflow --resume {run_id}` with the "
+                    "same files continues it",
                     err=True,
                 )
             return
@@ -421,37 +428,33 @@ app.add_typer(crypt_app, name="crypt")
 def _passkey(confirm: bool) -> str:
     import os
 
+    from mflow.errors import ConfigError
     from mflow.secrets import PASSKEY_ENV
 
     if os.environ.get(PASSKEY_ENV):
         return os.environ[PASSKEY_ENV]
-    key = _hidden_line("passkey: ")
-    if confirm and _hidden_line("passkey again: ") != key:
-        from mflow.errors import ConfigError
-
+    key = _secret_input("passkey: ", "the passkey")
+    if not key:
+        raise ConfigError("the passkey is empty", json_path="", hint=f"or set {PASSKEY_ENV}")
+    if confirm and _secret_input("passkey again: ", "the passkey, a second time") != key:
         raise ConfigError("the passkeys differ", json_path="")
     return key
 
 
-def _hidden_line(prompt: str) -> str:
-    """A line typed at a prompt that does not echo it; without any terminal (cron, a pipe),
-    the next line of stdin, read quietly (getpass would warn that it may be echoed)."""
-    import getpass
-
-    try:
-        open("/dev/tty", "rb").close()
-    except OSError:
-        if not sys.stdin.isatty():
-            return sys.stdin.readline().rstrip("\n")
-    return getpass.getpass(prompt)
-
-
-def _secret_input(prompt: str) -> str:
+def _secret_input(prompt: str, what: str) -> str:
+    """A line typed at a prompt that does not echo it, or, when stdin is not a terminal (a
+    pipe, cron), the next line of stdin, read without a prompt (getpass would read it too,
+    warning that it may be echoed). Every secret of a command comes the same way, in order."""
     import getpass
 
     if sys.stdin.isatty():
         return getpass.getpass(prompt)
-    return sys.stdin.readline().rstrip("\n")
+    line = sys.stdin.readline()
+    if not line:
+        from mflow.errors import ConfigError
+
+        raise ConfigError(f"stdin ended before {what}", json_path="")
+    return line.rstrip("\n")
 
 
 @crypt_app.command("encrypt")
@@ -460,7 +463,7 @@ def crypt_encrypt() -> None:
     from mflow.secrets import encrypt
 
     passkey = _passkey(confirm=True)
-    typer.echo(encrypt(_secret_input("password: "), passkey))
+    typer.echo(encrypt(_secret_input("password: ", "the password"), passkey))
 
 
 @crypt_app.command("decrypt")
@@ -470,7 +473,8 @@ def crypt_decrypt() -> None:
     from mflow.secrets import decrypt
 
     passkey = _passkey(confirm=False)
+    sealed = _secret_input("encrypted_password: ", "the encrypted_password")
     try:
-        typer.echo(decrypt(_secret_input("encrypted_password: "), passkey))
+        typer.echo(decrypt(sealed, passkey))
     except ValueError as exc:
         raise ConfigError(f"cannot decrypt: {exc}", json_path="") from None

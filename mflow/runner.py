@@ -177,22 +177,27 @@ class Runner:
                 self._step()
             self._wait_for_lingering_groups()
         finally:
-            self._deliver()
-            self._restore_signal_handlers(previous)
-            sys.setswitchinterval(switch_interval)
-            self.watcher.close()
+            try:
+                self._deliver()  # what happened before an error still reaches the store
+            finally:
+                self._restore_signal_handlers(previous)
+                sys.setswitchinterval(switch_interval)
+                self.watcher.close()
         outcome = self._announce_end(started)
         self._deliver()
         return outcome
 
     def _deliver(self) -> None:
-        """Hand the announced events to the listeners, in order."""
+        """Hand the announced events to the listeners, in order, each once (even when a
+        listener raises: the events after it are dropped, not delivered twice)."""
         events = self.events
         if events:
             handle = self.listeners.handle
-            for event in events:
-                handle(event)
-            events.clear()
+            try:
+                for event in events:
+                    handle(event)
+            finally:
+                events.clear()
 
     def _step(self) -> None:
         self._deliver()

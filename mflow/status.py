@@ -220,11 +220,11 @@ def follow_log(
 ) -> RunRecord:
     """Print the task log as it grows until the task has ended and the file stops growing.
 
-    A task has ended when its run has, when its row is in a final state with no retry to
-    come, or when the mflow process that ran it is gone (killed: the store still says
-    RUNNING, see `is_stale`). The file is read once more after that is seen: the task may have
-    written its last lines between the previous read and the look at the store. Returns the
-    run as last seen.
+    A task has ended when its row is in a final state with no retry to come, or when its run
+    has ended or been abandoned (its mflow killed: the store still says RUNNING, but
+    `is_stale`). The file is read once more after that is seen: the task may have written its
+    last lines between the previous read and the look at the store. Returns the run as last
+    seen, for the caller to tell an abandoned run from an ended task.
     """
     path = Path(task.log_path) if task.log_path else None
     position = 0

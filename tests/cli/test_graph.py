@@ -110,6 +110,15 @@ def test_tree_of_a_very_long_chain_does_not_hit_the_recursion_limit(
     assert out.startswith("tasks (1500 tasks, 1499 edges)")
 
 
+def test_headings_of_a_one_task_dag_say_1_task(
+    tmp_path: Path, mflow_in_process: InProcessRunner
+) -> None:
+    (tmp_path / "tasks.json").write_text(json.dumps({"tasks": [TASKS[0]]}))
+    assert mflow_in_process("graph")[1].startswith("tasks (1 task, 0 edges)")
+    assert mflow_in_process("validate")[1] == "OK: 1 task, 0 edges\n"
+    assert mflow_in_process("--dry-run")[1].startswith("dry run of tasks (tasks.json): 1 task, ")
+
+
 @pytest.mark.parametrize("fmt", ["tree", "dot", "json"])
 def test_graph_of_an_invalid_dag_exits_2_with_the_problems(
     tmp_path: Path, mflow_in_process: InProcessRunner, fmt: str

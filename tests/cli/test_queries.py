@@ -514,15 +514,41 @@ def test_logs_follow_stops_when_the_runs_mflow_was_killed(
     assert result.code == 0, result
     assert output_lines(result.stdout) == ["first-line"]
     assert result.err_lines == [
-        f"mflow: stopped following: the mflow process of run 1 (pid {run.pid} on "
-        f"{socket.gethostname()}) is gone; the store still says RUNNING"
+        f"mflow: stopped following: run 1 is recorded as RUNNING but its mflow (pid {run.pid} "
+        f"on {socket.gethostname()}) is gone or has not written a heartbeat for 60 s; "
+        "`mflow --resume 1` with the same files continues it"
     ]
+
+
+def test_logs_follow_of_a_task_that_ended_in_a_running_run_says_nothing_more(
+    tmp_path: Path,
+    mflow_env: dict[str, str],
+    mflow: MflowRunner,
+    background: list[subprocess.Popen[bytes]],
+) -> None:
+    # `quick` ends while `long` keeps the run RUNNING: following `quick` ends with its log,
+    # and the run, alive, is no business of stderr.
+    long = "until [ -e release ]; do sleep 0.02; done"
+    write_dag(tmp_path, "tasks", [bash("quick", "echo done-quick"), bash("long", long)])
+    start(tmp_path, mflow_env, background, "--quiet")
+
+    def quick_succeeded() -> bool:
+        result = mflow("status", "1", "--json")
+        return result.code == 0 and result.stdout.count('"SUCCESS"') == 1
+
+    wait_for(quick_succeeded, "quick's SUCCESS in the store")
+
+    result = mflow("logs", "1", "quick", "--follow", timeout=20)
+    assert (result.code, result.stderr) == (0, "")
+    assert output_lines(result.stdout) == ["done-quick"]
 
 
 @pytest.mark.usefixtures("failed_run")
 def test_logs_follow_with_json_is_a_one_line_error_exit_2(mflow: MflowRunner) -> None:
     assert_one_line_error(
-        mflow("logs", "1", "broken", "--follow", "--json"), 2, "cannot be used with --json"
+        mflow("logs", "1", "broken", "--follow", "--json"),
+        2,
+        "--follow prints the log as it grows: it cannot be used with --json (without --follow,",
     )
 
 

@@ -121,6 +121,24 @@ def test_the_passkey_is_never_taken_from_the_command_line(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "stdin", "message"),
+    [
+        ("encrypt", "", "stdin ended before the passkey"),
+        ("encrypt", f"{PASSKEY}\n", "stdin ended before the passkey, a second time"),
+        ("encrypt", f"{PASSKEY}\n{PASSKEY}\n", "stdin ended before the password"),
+        ("decrypt", f"{PASSKEY}\n", "stdin ended before the encrypted_password"),
+        ("decrypt", "\n", "the passkey is empty (or set MFLOW_PASSKEY)"),
+    ],
+    ids=["nothing", "passkey-once", "no-password", "no-ciphertext", "empty-passkey"],
+)
+def test_crypt_reading_stdin_says_what_was_missing(
+    mflow: MflowRunner, command: str, stdin: str, message: str
+) -> None:
+    # stdin is a pipe (not a terminal): every secret is read from it, in order.
+    assert mflow("crypt", command, input=stdin) == (2, "", f"{message}\n")
+
+
 def test_crypt_help_offers_no_passkey_option(mflow: MflowRunner) -> None:
     for command in ("encrypt", "decrypt"):
         result = mflow("crypt", command, "--help")

@@ -95,6 +95,32 @@ def test_an_end_is_announced_in_order_after_its_dependents_started(tmp_path: Pat
     assert (log_dir / "master_1_task_b.log").read_text().startswith("===== mflow ")
 
 
+def test_a_listener_that_raises_stops_the_run_with_its_own_error(tmp_path: Path) -> None:
+    """The error escapes `Runner.run` as it was raised, each event reached the listeners at
+    most once, and the run's signal handlers are undone."""
+    write_dag(tmp_path, [bash("a", "true"), bash("b", "true", "a")])
+    project = load_project(None, tmp_path / "tasks.json", None)
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+
+    class Broken(Recorder):
+        def handle(self, event: Any) -> None:
+            super().handle(event)
+            if type(event).__name__ == "TaskEnded":
+                raise OSError(28, "No space left on device")
+
+    broken = Broken()
+    handler = signal.getsignal(signal.SIGTERM)
+    settings = Settings(run_id=1, log_dir=log_dir, concurrency=2, concurrency_fixed=True)
+    runner = Runner(project, Plan(("a", "b")), settings, Listeners([broken]))
+    with pytest.raises(OSError, match="No space left on device"):
+        runner.run()
+    names = [(type(e).__name__, getattr(e, "task_id", None)) for e in broken.events]
+    assert len(names) == len(set(names)), names
+    assert names[-1] == ("TaskEnded", "a")
+    assert signal.getsignal(signal.SIGTERM) is handler
+
+
 def test_dependent_starts_before_an_unrelated_long_task_ends(tmp_path: Path) -> None:
     tasks = [
         bash("long", TRACE.format(s=2)),

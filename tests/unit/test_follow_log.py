@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,13 @@ def test_a_run_whose_mflow_is_gone_ends_the_follow(tmp_path: Path) -> None:
     store = ScriptedStore(log, [lambda: TaskState.RUNNING], heartbeat_age=STALE_AFTER + 1)
     out = io.StringIO()
     task = TaskRecord(1, "t", TaskState.RUNNING, 1, 1.0, log_path=str(log))
-    run = follow_log(cast(StateStore, store), 1, task, out, poll=0)
+    seen: list[RunRecord] = []
+    follower = threading.Thread(
+        target=lambda: seen.append(follow_log(cast(StateStore, store), 1, task, out, poll=0.01)),
+        daemon=True,
+    )
+    follower.start()
+    follower.join(timeout=10)
+    assert not follower.is_alive(), "follow_log kept waiting for a run whose mflow is gone"
     assert out.getvalue() == "only\n"
-    assert run.status is RunState.RUNNING
+    assert seen[0].status is RunState.RUNNING
