@@ -5,17 +5,20 @@ the whole tree it starts: a timeout or a cancellation signals the group, then SI
 a grace period. Output goes from the process straight to its log file descriptor; nothing is
 copied through Python.
 
-`ExitWatcher` is what the runner's loop sleeps on: one selector over a wake-up pipe (written by
+`ExitWatcher` is what the runner's loop sleeps on: `poll` over a wake-up pipe (written by
 worker threads and, through `signal.set_wakeup_fd`, by signals) and one pidfd per running
-process, so a finished process wakes the loop at once without a thread per task. Where
+process, so a finished process wakes the loop at once without a thread per task. (`poll`, not
+epoll: watching a process then costs no system call, where epoll needs two per process, and
+the set is never larger than the concurrency limit.) Where
 `os.pidfd_open` is missing (Linux < 5.3) a small waiter thread per process does the same job.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
-import selectors
+import select
 import signal
 import subprocess
 import sys
@@ -238,11 +241,12 @@ class ExitWatcher:
 
     def __init__(self, use_pidfd: bool = PIDFD) -> None:
         self.use_pidfd = use_pidfd
-        self._selector = selectors.DefaultSelector()
+        self._poll = select.poll()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._poll.register(self._wake_r, select.POLLIN)
+        self._watched: dict[int, Process] = {}  # pidfd -> its process
         self._exited: list[Process] = []  # from waiter threads (no pidfd)
         self._lock = threading.Lock()
 
@@ -262,7 +266,8 @@ class ExitWatcher:
             except OSError:  # ENOSYS under some seccomp filters: a waiter thread instead
                 proc.pidfd = None
         if proc.pidfd is not None:
-            self._selector.register(proc.pidfd, selectors.EVENT_READ, proc)
+            self._watched[proc.pidfd] = proc
+            self._poll.register(proc.pidfd, select.POLLIN)
         else:
             threading.Thread(target=self._wait_for, args=(proc,), daemon=True).start()
         return proc
@@ -282,19 +287,20 @@ class ExitWatcher:
     def wait(self, timeout: float | None) -> list[Process]:
         """Processes that ended (reaped), after at most `timeout` seconds."""
         ended: list[Process] = []
-        for key, _ in self._selector.select(timeout):
-            if key.data is None:
+        ms = None if timeout is None else math.ceil(max(timeout, 0.0) * 1000)
+        for fd, _ in self._poll.poll(ms):
+            proc = self._watched.get(fd)
+            if proc is None:  # the wake-up pipe
                 try:
                     while os.read(self._wake_r, 4096):
                         pass
                 except BlockingIOError:
                     pass
-            else:
-                proc: Process = key.data
-                if proc.reap() is not None:
-                    self._selector.unregister(key.fd)
-                    proc.close()
-                    ended.append(proc)
+            elif proc.reap() is not None:
+                self._poll.unregister(fd)
+                del self._watched[fd]
+                proc.close()
+                ended.append(proc)
         with self._lock:
             exited, self._exited = self._exited, []
         for proc in exited:
@@ -303,6 +309,5 @@ class ExitWatcher:
         return ended
 
     def close(self) -> None:
-        self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
