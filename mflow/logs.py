@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mflow.events import (
+    STATE_TEXT,
     Event,
     RunEnded,
     RunNotice,
@@ -24,6 +25,8 @@ from mflow.events import (
 )
 
 MASTER_LOG = "mflow.log"
+# The master log's level for a task's end; any other end is a WARNING.
+_LEVEL = {TaskState.SUCCESS: "INFO", TaskState.FAILED: "ERROR"}
 
 
 def task_log_path(log_dir: Path, run_id: int, task_id: str) -> Path:
@@ -95,14 +98,10 @@ def format_event(event: Event) -> tuple[str, str] | None:
             parts.append(event.reason)
         if event.log_path:
             parts.append(f"log {event.log_path}")
-        text = f"task {event.task_id} {event.state} ({', '.join(parts)})"
+        text = f"task {event.task_id} {STATE_TEXT[event.state]} ({', '.join(parts)})"
         if event.retry_in is not None:
             return "WARNING", f"{text}; retry in {seconds(event.retry_in)}"
-        level = {
-            TaskState.SUCCESS: "INFO",
-            TaskState.FAILED: "ERROR",
-        }.get(event.state, "WARNING")
-        return level, text
+        return _LEVEL.get(event.state, "WARNING"), text
     if isinstance(event, RunStarted):
         what = "run resumed" if event.resumed else "run started"
         parent = (

@@ -81,7 +81,7 @@ class Attempt:
     spec: TaskSpec
     number: int
     started: float
-    log_path: Path
+    log_file: str  # the task log's path, as events carry it
     ctx: TaskContext
     process: Process | None = None
     deadline: float | None = None  # monotonic
@@ -279,7 +279,7 @@ class Runner:
             # gets signals. One never-set event serves every process-only task.
             cancelled=_NEVER if isinstance(task_type, SubprocessTaskType) else threading.Event(),
         )
-        attempt = Attempt(spec, number, time.time(), log_path, ctx)
+        attempt = Attempt(spec, number, time.time(), str(log_path), ctx)
         if spec.timeout is not None:
             attempt.deadline = time.monotonic() + spec.timeout
         self.running[spec.id] = attempt
@@ -337,7 +337,7 @@ class Runner:
                 attempt.spec.id,
                 attempt.number,
                 pid,
-                str(attempt.log_path),
+                attempt.log_file,
                 command,
                 attempt.started,
             )
@@ -378,7 +378,7 @@ class Runner:
                 result.reason,
                 attempt.started,
                 time.time(),
-                str(attempt.log_path),
+                attempt.log_file,
                 retry_in,
                 pid,
             )
