@@ -21,6 +21,7 @@ from pathlib import Path
 from common import (
     Dag,
     Measured,
+    add_run_options,
     chain_dag,
     check_ok,
     clean_env,
@@ -44,8 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=1000, help="length of the chain (1000)")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="concurrency of both (1)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each tool (3)")
-    parser.add_argument("--state", help="mflow state store URL (default: fresh SQLite per run)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    add_run_options(parser)
     return parser.parse_args()
 
 

@@ -15,6 +15,7 @@ ZooKeeper store without any setup.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import functools
 import json
@@ -56,6 +57,20 @@ def layered_dag(tasks: int, width: int, fanin: int, seed: int = 1) -> Dag:
             dag.append((task, deps))
         previous = layer
     return dag
+
+
+def add_dag_options(parser: argparse.ArgumentParser, tasks: int) -> None:
+    """--tasks, --width, --fanin, --seed: the arguments of `layered_dag`."""
+    parser.add_argument("--tasks", type=int, default=tasks, help=f"tasks in the DAG ({tasks})")
+    parser.add_argument("--width", type=int, default=100, help="tasks per layer (100)")
+    parser.add_argument("--fanin", type=int, default=2, help="dependencies per task (2)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the edges (1)")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--state and --keep, which every script that runs mflow takes."""
+    parser.add_argument("--state", help="mflow state store URL (default: fresh SQLite per run)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
 
 
 def chain_dag(tasks: int) -> Dag:

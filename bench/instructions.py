@@ -31,6 +31,8 @@ from pathlib import Path
 from common import (
     Dag,
     Measured,
+    add_dag_options,
+    add_run_options,
     chain_dag,
     clean_env,
     layered_dag,
@@ -48,13 +50,9 @@ SUMMARY = re.compile(r"^summary:\s+(\d+)", re.MULTILINE)
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=1000, help="tasks in the DAG (1000)")
-    parser.add_argument("--width", type=int, default=100, help="tasks per layer (100)")
-    parser.add_argument("--fanin", type=int, default=2, help="dependencies per task (2)")
+    add_dag_options(parser, tasks=1000)
     parser.add_argument("-j", "--jobs", type=int, default=8, help="mflow's concurrency (8)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the random edges (1)")
-    parser.add_argument("--state", help="mflow state store URL (default: fresh SQLite per run)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    add_run_options(parser)
     return parser.parse_args()
 
 

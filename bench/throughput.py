@@ -22,6 +22,8 @@ from contextlib import ExitStack
 
 from common import (
     Measured,
+    add_dag_options,
+    add_run_options,
     check_ok,
     clean_env,
     count_make_recipes,
@@ -44,19 +46,15 @@ from common import (
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=10_000, help="tasks in the DAG (10000)")
-    parser.add_argument("--width", type=int, default=100, help="tasks per layer (100)")
-    parser.add_argument("--fanin", type=int, default=2, help="dependencies per task (2)")
+    add_dag_options(parser, tasks=10_000)
     parser.add_argument("-j", "--jobs", type=int, default=8, help="concurrency of both (8)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the edges (1)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each tool (3)")
-    parser.add_argument("--state", help="mflow state store URL (default: fresh SQLite per run)")
+    add_run_options(parser)
     parser.add_argument(
         "--start-zookeeper",
         action="store_true",
         help="start a throw-away ZooKeeper server (Debian package) and use it as --state",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
     if args.start_zookeeper and args.state:
         parser.error("--start-zookeeper and --state exclude each other")

@@ -13,6 +13,7 @@ import argparse
 
 from common import (
     Measured,
+    add_dag_options,
     check_ok,
     clean_env,
     edge_count,
@@ -29,10 +30,7 @@ from common import (
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=100_000, help="tasks in the DAG (100000)")
-    parser.add_argument("--width", type=int, default=100, help="tasks per layer (100)")
-    parser.add_argument("--fanin", type=int, default=2, help="dependencies per task (2)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the edges (1)")
+    add_dag_options(parser, tasks=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each command (3)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     return parser.parse_args()

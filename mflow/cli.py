@@ -179,11 +179,10 @@ def validate(
     datasources: DatasourcesOpt = None,
 ) -> None:
     """Check the files: schema, ids, types, connections, dependencies, cycles."""
+    from mflow.logs import count
     from mflow.project import load_project
 
     project = load_project(*_files(ctx, config, taskfile, datasources))
-    from mflow.logs import count
-
     typer.echo(f"OK: {count(len(project.dag.tasks), 'task')}, {count(project.dag.edges, 'edge')}")
 
 
@@ -453,7 +452,11 @@ def _secret_input(prompt: str, what: str) -> str:
     if not line:
         from mflow.errors import ConfigError
 
-        raise ConfigError(f"stdin ended before {what}", json_path="")
+        raise ConfigError(
+            f"stdin ended before {what}",
+            json_path="",
+            hint="without a terminal, each secret is a line of stdin, in the order asked",
+        )
     return line.rstrip("\n")
 
 

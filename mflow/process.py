@@ -7,10 +7,10 @@ copied through Python.
 
 `ExitWatcher` is what the runner's loop sleeps on: `poll` over a wake-up pipe (written by
 worker threads and, through `signal.set_wakeup_fd`, by signals) and one pidfd per running
-process, so a finished process wakes the loop at once without a thread per task. (`poll`, not
-epoll: watching a process then costs no system call, where epoll needs two per process, and
-the set is never larger than the concurrency limit.) Where
+process, so a finished process wakes the loop at once without a thread per task. Where
 `os.pidfd_open` is missing (Linux < 5.3) a small waiter thread per process does the same job.
+`poll`, not epoll: watching a process then costs no system call (epoll needs two per process),
+and the set is never larger than the concurrency limit.
 """
 
 from __future__ import annotations

@@ -200,8 +200,7 @@ class Runner:
                 events.clear()
 
     def _step(self) -> None:
-        self._deliver()
-        self.listeners.flush()
+        self.listeners.flush()  # (the loop delivered the events just before)
         for proc in self.watcher.wait(self._next_timer()):
             attempt = self.by_pid.pop(proc.pid)
             self._settle(attempt, self._process_result(attempt, proc))

@@ -428,35 +428,50 @@ def start(
     return process
 
 
+def run_until_logged(
+    tmp_path: Path,
+    env: dict[str, str],
+    started: list[subprocess.Popen[bytes]],
+    task: dict[str, Any],
+    line: str,
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Run a one-task DAG in the background (run 1) until the task has logged `line`;
+    the run and the task's log."""
+    write_dag(tmp_path, "tasks", [task])
+    log = tmp_path / "logs" / f"master_1_task_{task['id']}.log"
+    run = start(tmp_path, env, started, "--quiet")
+    wait_for(lambda: line in lines(log), f"{line!r} in the log of {task['id']}")
+    return run, log
+
+
+def follow(
+    tmp_path: Path, env: dict[str, str], started: list[subprocess.Popen[bytes]], task_id: str
+) -> tuple[subprocess.Popen[bytes], Pipe]:
+    """`mflow logs 1 TASK --follow` in the background, its stdout a pipe."""
+    process = start(
+        tmp_path, env, started, "logs", "1", task_id, "--follow", stdout=subprocess.PIPE
+    )
+    return process, Pipe(process)
+
+
 def test_logs_follow_prints_output_as_it_comes_and_stops_when_the_task_ends(
     tmp_path: Path,
     mflow_env: dict[str, str],
     background: list[subprocess.Popen[bytes]],
 ) -> None:
     # The task prints a line, waits (for the test, not for a clock), then prints another.
-    write_dag(
-        tmp_path,
-        "tasks",
-        [
-            bash(
-                "slow", "echo first-line; until [ -e release ]; do sleep 0.02; done; echo last-line"
-            )
-        ],
+    command = "echo first-line; until [ -e release ]; do sleep 0.02; done; echo last-line"
+    run, log = run_until_logged(
+        tmp_path, mflow_env, background, bash("slow", command), "first-line"
     )
-    log = tmp_path / "logs" / "master_1_task_slow.log"
-    run = start(tmp_path, mflow_env, background, "--quiet")
-    wait_for(lambda: "first-line" in lines(log), "the task's first line")
 
-    follow = start(
-        tmp_path, mflow_env, background, "logs", "1", "slow", "--follow", stdout=subprocess.PIPE
-    )
-    out = Pipe(follow)
+    following, out = follow(tmp_path, mflow_env, background, "slow")
     out.read_until("first-line")
     assert "last-line" not in out.text.splitlines()
-    assert follow.poll() is None  # the task is still running, so is --follow
+    assert following.poll() is None  # the task is still running, so is --follow
 
     (tmp_path / "release").touch()
-    assert follow.wait(timeout=20) == 0  # it ends on its own once the task has
+    assert following.wait(timeout=20) == 0  # it ends on its own once the task has
     text = out.read_to_end()
     assert output_lines(text) == ["first-line", "last-line"]
     assert text == log.read_text()  # everything, once
@@ -475,18 +490,13 @@ def test_logs_follow_keeps_following_while_a_retry_is_pending(
         "touch failed-once; echo first-attempt; "
         "until [ -e release ]; do sleep 0.02; done; exit 1"
     )
-    write_dag(tmp_path, "tasks", [bash("flaky", command, retries=1, retry_delay=1)])
-    log = tmp_path / "logs" / "master_1_task_flaky.log"
-    run = start(tmp_path, mflow_env, background, "--quiet")
-    wait_for(lambda: "first-attempt" in lines(log), "attempt 1's line")
+    flaky = bash("flaky", command, retries=1, retry_delay=1)
+    run, log = run_until_logged(tmp_path, mflow_env, background, flaky, "first-attempt")
 
-    follow = start(
-        tmp_path, mflow_env, background, "logs", "1", "flaky", "--follow", stdout=subprocess.PIPE
-    )
-    out = Pipe(follow)
+    following, out = follow(tmp_path, mflow_env, background, "flaky")
     out.read_until("first-attempt")
     (tmp_path / "release").touch()
-    assert follow.wait(timeout=20) == 0
+    assert following.wait(timeout=20) == 0
     text = out.read_to_end()
     assert output_lines(text) == ["first-attempt", "second-attempt"], text
     assert "run 1 task flaky attempt 2/2" in text
@@ -503,10 +513,7 @@ def test_logs_follow_stops_when_the_runs_mflow_was_killed(
     # mflow is SIGKILLed while its task runs on (a task leads its own session): the store
     # keeps the run RUNNING, but nothing will ever end it, so --follow must not wait forever.
     command = "echo first-line; until [ -e release ]; do sleep 0.02; done"
-    write_dag(tmp_path, "tasks", [bash("slow", command)])
-    log = tmp_path / "logs" / "master_1_task_slow.log"
-    run = start(tmp_path, mflow_env, background, "--quiet")
-    wait_for(lambda: "first-line" in lines(log), "the task's first line")
+    run, _ = run_until_logged(tmp_path, mflow_env, background, bash("slow", command), "first-line")
     os.kill(run.pid, signal.SIGKILL)
     run.wait(timeout=20)
 

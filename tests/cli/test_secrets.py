@@ -121,13 +121,16 @@ def test_the_passkey_is_never_taken_from_the_command_line(
     assert "Traceback" not in result.stderr
 
 
+IN_ORDER = "without a terminal, each secret is a line of stdin, in the order asked"
+
+
 @pytest.mark.parametrize(
     ("command", "stdin", "message"),
     [
-        ("encrypt", "", "stdin ended before the passkey"),
-        ("encrypt", f"{PASSKEY}\n", "stdin ended before the passkey, a second time"),
-        ("encrypt", f"{PASSKEY}\n{PASSKEY}\n", "stdin ended before the password"),
-        ("decrypt", f"{PASSKEY}\n", "stdin ended before the encrypted_password"),
+        ("encrypt", "", f"stdin ended before the passkey ({IN_ORDER})"),
+        ("encrypt", f"{PASSKEY}\n", f"stdin ended before the passkey, a second time ({IN_ORDER})"),
+        ("encrypt", f"{PASSKEY}\n{PASSKEY}\n", f"stdin ended before the password ({IN_ORDER})"),
+        ("decrypt", f"{PASSKEY}\n", f"stdin ended before the encrypted_password ({IN_ORDER})"),
         ("decrypt", "\n", "the passkey is empty (or set MFLOW_PASSKEY)"),
     ],
     ids=["nothing", "passkey-once", "no-password", "no-ciphertext", "empty-passkey"],
