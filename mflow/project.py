@@ -75,9 +75,21 @@ def _read(arg: FileArg, kind: str, problems: list[ConfigError]) -> Any:
             exc.hint = f"named by {_OPTIONS[kind]}; looked for {arg.path.absolute()}"
         problems.append(exc)
         return None
-    found = schema.validator(kind).problems(doc, arg.display)
+    plugins = kind == "tasks" and _uses_plugin_types(doc)
+    found = schema.validator(kind, plugins).problems(doc, arg.display)
     problems.extend(found)
     return None if found else doc
+
+
+def _uses_plugin_types(doc: Any) -> bool:
+    """Whether a tasks document may need the plugin task types (any task whose type is not
+    a built-in one, a missing or broken type included)."""
+    from mflow.tasks.registry import BUILTIN
+
+    tasks = doc.get("tasks") if isinstance(doc, dict) else None
+    if not isinstance(tasks, list):
+        return True
+    return any(not isinstance(t, dict) or t.get("type") not in BUILTIN for t in tasks)
 
 
 def load_config(value: str | Path | None) -> cfg.Config:
@@ -285,22 +297,25 @@ def _check_types(
     """Unknown types for every task; the type's own checks for schema-valid tasks only."""
     from mflow.tasks import registry
 
-    known = registry.known_types()
+    known: list[str] = []  # every type, plugins included: looked up for a type not built in
     problems: list[ConfigError] = []
     for spec in tasks.values():
         if not spec.type:  # missing or not a string: the schema reported it
             continue
-        if spec.type not in known:
-            problems.append(
-                UnknownTaskType(
-                    f"unknown task type '{spec.type}'",
-                    file=spec.source.file,
-                    json_path=f"{spec.source.json_path}.type",
-                    task_id=spec.id,
-                    hint=_did_you_mean(spec.type, known) + "known: " + ", ".join(sorted(known)),
+        if spec.type not in registry.BUILTIN:
+            known = known or registry.known_types()
+            if spec.type not in known:
+                problems.append(
+                    UnknownTaskType(
+                        f"unknown task type '{spec.type}'",
+                        file=spec.source.file,
+                        json_path=f"{spec.source.json_path}.type",
+                        task_id=spec.id,
+                        hint=_did_you_mean(spec.type, known) + "known: " + ", ".join(sorted(known)),
+                    )
                 )
-            )
-        elif spec.source.json_path not in broken:
+                continue
+        if spec.source.json_path not in broken:
             problems.extend(registry.get(spec.type).check(spec, sources, datasources_file))
     return problems
 

@@ -7,6 +7,7 @@ outcome means.
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 import signal
@@ -104,6 +105,9 @@ def execute(options: RunOptions) -> ExitCode:
             "--resume continues a run as it was; it cannot be combined with --oneshot or --target"
         )
     project = load_project(options.config, options.taskfile, options.datasources)
+    # The project lives as long as the process: out of the cyclic GC's sight from now on, so
+    # the collections that importing the store's driver triggers do not walk its objects.
+    gc.freeze()
     selected = select_tasks(project, options)
     if options.dry_run and not options.resume:
         from mflow.dryrun import print_plan

@@ -487,13 +487,15 @@ _BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusive
 
 
 @cache
-def validator(kind: str) -> Validator:
-    """The validator for one document kind; for "tasks", including plugin task types."""
+def validator(kind: str, plugins: bool = True) -> Validator:
+    """The validator for one document kind; for "tasks", including plugin task types unless
+    `plugins` is false (for a document whose tasks are all of built-in types: the plugins'
+    branches cannot apply to it, and finding the plugins costs every start ~20 ms)."""
     from mflow.tasks.registry import plugin_schemas
 
     type_fields = {n: allowed_fields(s) for n, s in builtin_type_schemas().items()}
     if kind != "tasks":
         return Validator(raw_schema(kind), type_fields)
-    plugins = plugin_schemas()
+    plugins = plugin_schemas() if plugins else {}
     type_fields.update({n: allowed_fields(s) for n, s in plugins.items() if s is not None})
     return Validator(_compose_tasks_schema(plugins), type_fields)

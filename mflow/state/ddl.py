@@ -8,8 +8,9 @@ definition serves SQLite, PostgreSQL and Oracle 12c+.
 Times are naive UTC `TIMESTAMP` columns (microseconds kept; a DBA reads them as they are).
 `DateTime` would map to Oracle's `DATE`, which drops the fraction of a second.
 
-`TaskUpdate` is the one statement kept here ready-made: the task-row UPDATE of
-`SqlStore.record`, the store's hot path, compiled once next to `task_values` whose keys it binds.
+Two statements are kept here ready-made (`DriverStatement`): the task-row UPDATE of
+`SqlStore.record`, the store's hot path, compiled once next to `task_values` whose keys it
+binds, and the INSERT of a run's task rows (`SqlStore.add_tasks`, 10,000 rows for a big DAG).
 """
 
 from __future__ import annotations
@@ -196,31 +197,37 @@ def task_values(change: TaskRecord) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------- the UPDATE of record()
+# --------------------------------------------- the statements of record() and add_tasks()
 
 # The keys of task_values(): every field of a TaskRecord but the two that find its row.
 _TASK_VALUES = tuple(f.name for f in fields(TaskRecord) if f.name not in ("run_id", "task_id"))
-_UPDATE_TASK = (
+# Bind parameters are named "b_<field>" (WHERE) and "v_<field>" (values): see DriverStatement.
+UPDATE_TASK = (
     sa.update(task_runs)
     .where(task_runs.c.run_id == sa.bindparam("b_run_id"))
     .where(task_runs.c.task_id == sa.bindparam("b_task_id"))
     .values({name: sa.bindparam(f"v_{name}") for name in _TASK_VALUES})
 )
+ADD_TASK = sa.insert(task_runs).values(
+    {name: sa.bindparam(f"v_{name}") for name in ("run_id", "task_id", "state", "attempt")}
+)
 
 
-class TaskUpdate:
-    """`_UPDATE_TASK` compiled once for a dialect, sent with the driver's own executemany.
+class DriverStatement:
+    """A statement compiled once for a dialect, sent with the driver's own executemany.
 
-    `record` is the hot path of a run: it runs on the writer thread while the runner starts
-    processes, and every microsecond of Python it spends holding the GIL delays the runner.
-    Going around SQLAlchemy's per-execution machinery (the statement is compiled here once,
-    with the dialect's own bind processors, e.g. SQLite's TIMESTAMP-to-text) makes it about
-    three times cheaper. Errors still come back as SQLAlchemy's DBAPIError.
+    For the store's bulk writes: `record` runs on the writer thread while the runner starts
+    processes, and every microsecond of Python it spends holding the GIL delays the runner;
+    `add_tasks` runs before a run's first task starts. Going around SQLAlchemy's
+    per-execution machinery (the statement is compiled here once, with the dialect's own
+    bind processors, e.g. SQLite's TIMESTAMP-to-text) makes them about three times cheaper.
+    Errors still come back as SQLAlchemy's DBAPIError. A bind parameter named `x_<field>`
+    takes `<field>` of each row given to `rows`.
     """
 
-    def __init__(self, dialect: Any) -> None:
-        compiled = _UPDATE_TASK.compile(dialect=dialect)
-        self.sql = compiled.string
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql: str = compiled.string
         names = list(compiled.positiontup or compiled.binds)
         self.positional = compiled.positional
         self.names = [compiled.escaped_bind_names.get(n, n) for n in names]

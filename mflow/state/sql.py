@@ -38,8 +38,10 @@ from mflow.state.base import (
     is_stale,
 )
 from mflow.state.ddl import (
+    ADD_TASK,
     SCHEMA_VERSION_KEY,
-    TaskUpdate,
+    UPDATE_TASK,
+    DriverStatement,
     ddl,
     from_db_time,
     locks,
@@ -78,7 +80,7 @@ class SqlStore(StateStore):
     def __init__(self, location: StoreLocation) -> None:
         self.display_url = location.display
         self._ready = False
-        self._task_update: TaskUpdate | None = None
+        self._statements: dict[Any, DriverStatement] = {}  # see _driver_statement
         self.engine: Engine = create_store_engine(location, self.display_url)
 
     # ------------------------------------------------------------------ connections, schema
@@ -337,7 +339,15 @@ class SqlStore(StateStore):
                 if task_id not in present
             ]
             if rows:
-                conn.execute(sa.insert(task_runs), rows)
+                insert = self._driver_statement(ADD_TASK)
+                conn.exec_driver_sql(insert.sql, insert.rows(rows))
+
+    def _driver_statement(self, statement: Any) -> DriverStatement:
+        """`statement` compiled for this store's dialect, once."""
+        compiled = self._statements.get(statement)  # (statements hash by identity)
+        if compiled is None:
+            compiled = self._statements[statement] = DriverStatement(statement, self.engine.dialect)
+        return compiled
 
     def record(self, changes: Sequence[TaskRecord]) -> None:
         if not changes:
@@ -349,9 +359,7 @@ class SqlStore(StateStore):
         last = {(c.run_id, c.task_id): c for c in changes}
         latest = {key: task_values(c) for key, c in last.items()}
         params = [{"run_id": r, "task_id": t, **values} for (r, t), values in latest.items()]
-        if self._task_update is None:
-            self._task_update = TaskUpdate(self.engine.dialect)
-        update = self._task_update
+        update = self._driver_statement(UPDATE_TASK)
         with self._transaction() as conn:
             updated = conn.exec_driver_sql(update.sql, update.rows(params)).rowcount
             if updated == len(params):

@@ -24,7 +24,7 @@ _RETRY_FOR = 120.0  # seconds a failing store is retried before the writer gives
 # Least time between two commits. Transactions, not rows, are what a store charges for: while
 # tasks end by the hundred per second, waiting this long gathers them into one transaction.
 # It is also the longest a transition waits before it is durable (plus the commit itself).
-GROUP_COMMIT_INTERVAL = 0.02
+GROUP_COMMIT_INTERVAL = 0.05
 _STOP = object()
 
 
