@@ -271,7 +271,10 @@ def workdir(keep: bool, prefix: str) -> Iterator[Path]:
     allocates a new one: 300-800 µs per file in a /tmp where test suites delete thousands of
     files, against 17 µs in a quiet directory of the same disk).
     """
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("BENCH_SCRATCH") or None))
+    scratch = os.environ.get("BENCH_SCRATCH") or None
+    if scratch:
+        os.makedirs(scratch, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch))
     print(f"scratch {path}: {file_create_us(path):.0f} µs to create a file there")
     try:
         yield path
