@@ -128,3 +128,24 @@ def test_epoch_times_round_trip_to_the_microsecond(epoch: float) -> None:
 def test_stored_times_are_utc() -> None:
     assert to_db_time(1_767_225_600.25) == datetime(2026, 1, 1, 0, 0, 0, 250000)
     assert to_db_time(None) is None and from_db_time(None) is None
+
+
+@pytest.mark.parametrize("dialect", ["oracle", "postgresql", "sqlite"])
+def test_bulk_statements_bind_every_field_in_each_dialects_style(dialect: str) -> None:
+    # add_tasks and record send these through the driver's executemany, not through
+    # SQLAlchemy: the compiled text and the parameters must match the dialect's paramstyle.
+    from sqlalchemy.dialects import oracle, postgresql, sqlite
+
+    from mflow.state.ddl import ADD_TASK, DriverStatement
+
+    made = {"oracle": oracle, "postgresql": postgresql, "sqlite": sqlite}[dialect].dialect()
+    insert = DriverStatement(ADD_TASK, made)
+    row = {"run_id": 7, "task_id": "t1", "state": "NONE", "attempt": 0}
+    (params,) = insert.rows([row])
+    assert insert.sql.startswith("INSERT INTO mflow_task_runs (run_id, task_id, state, attempt)")
+    if dialect == "sqlite":
+        assert params == (7, "t1", "NONE", 0)
+    else:
+        assert params == {"v_run_id": 7, "v_task_id": "t1", "v_state": "NONE", "v_attempt": 0}
+        placeholder = ":v_task_id" if dialect == "oracle" else "%(v_task_id)s"
+        assert placeholder in insert.sql
