@@ -23,16 +23,12 @@ from common import (
     Measured,
     add_run_options,
     chain_dag,
-    check_ok,
-    clean_env,
-    count_make_recipes,
-    make_argv,
+    check_make_recipes,
     median,
-    mflow_run_argv,
     print_table,
     shown_url,
-    timed_run,
-    verify_mflow_run,
+    time_make,
+    time_mflow,
     when,
     workdir,
     write_makefile,
@@ -55,21 +51,12 @@ def measure(
     """Wall times of make and of mflow on one DAG, run alternately `repeat` times each."""
     taskfile = write_taskfile(tmp / f"{name}.json", dag)
     makefile = write_makefile(tmp / f"{name}.mk", dag)
-    recipes = count_make_recipes(makefile, jobs, tmp)
-    if recipes != len(dag):
-        raise SystemExit(f"make --trace ran {recipes} recipes of {name}, expected {len(dag)}")
+    check_make_recipes(makefile, jobs, tmp, len(dag))
     make_runs: list[Measured] = []
     mflow_runs: list[Measured] = []
     for i in range(repeat):
-        measured = timed_run(make_argv(makefile, jobs), cwd=tmp)
-        check_ok(measured, "make")
-        make_runs.append(measured)
-
-        env = clean_env(MFLOW_HOME=str(tmp / f"home-{name}-{i}"))
-        argv = mflow_run_argv(taskfile, jobs, tmp / f"logs-{name}-{i}", state)
-        measured = timed_run(argv, cwd=tmp, env=env)
-        verify_mflow_run(measured, len(dag), cwd=tmp, env=env, state=state)
-        mflow_runs.append(measured)
+        make_runs.append(time_make(makefile, jobs, tmp))
+        mflow_runs.append(time_mflow(taskfile, jobs, tmp, f"{name}-{i}", len(dag), state))
     return make_runs, mflow_runs
 
 

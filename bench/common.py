@@ -217,6 +217,33 @@ def count_make_recipes(makefile: Path, jobs: int, cwd: Path) -> int:
     return sum(1 for line in result.stdout.splitlines() if line.strip() == "true")
 
 
+def check_make_recipes(makefile: Path, jobs: int, cwd: Path, expected: int) -> None:
+    """Untimed: stop the benchmark unless make executes `expected` recipes."""
+    recipes = count_make_recipes(makefile, jobs, cwd)
+    if recipes != expected:
+        sys.exit(f"make --trace ran {recipes} recipes of {makefile.name}, expected {expected}")
+
+
+def time_make(makefile: Path, jobs: int, cwd: Path) -> Measured:
+    """One timed `make -s -jJ` of the Makefile; a failure stops the benchmark."""
+    measured = timed_run(make_argv(makefile, jobs), cwd=cwd)
+    check_ok(measured, "make")
+    return measured
+
+
+def time_mflow(
+    taskfile: Path, jobs: int, tmp: Path, name: str, tasks: int, state: str | None
+) -> Measured:
+    """One timed mflow run of the taskfile, a new run: with the default store in a fresh
+    MFLOW_HOME (`tmp/home-NAME`), logs in `tmp/logs-NAME`. Checked afterwards, untimed: the
+    run recorded `tasks` tasks, all SUCCESS."""
+    env = clean_env(MFLOW_HOME=str(tmp / f"home-{name}"))
+    argv = mflow_run_argv(taskfile, jobs, tmp / f"logs-{name}", state)
+    measured = timed_run(argv, cwd=tmp, env=env)
+    verify_mflow_run(measured, tasks, cwd=tmp, env=env, state=state)
+    return measured
+
+
 def mflow_run_argv(taskfile: Path, jobs: int, log_dir: Path, state: str | None) -> list[str]:
     argv = [*mflow_command(), "--quiet", "-j", str(jobs), "-f", str(taskfile)]
     if state:

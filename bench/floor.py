@@ -2,7 +2,7 @@
 
 `throughput.py` compares mflow with make. This script adds what any Python scheduler costs at
 least, so that the gap can be split into what Python costs and what mflow does besides: a
-loop of ~40 lines (written to the scratch directory as `floor_loop.py`, standard library
+loop of ~50 lines (written to the scratch directory as `floor_loop.py`, standard library
 only) that reads the same taskfile, keeps a count of unmet dependencies per task, starts
 every ready task with `os.posix_spawn` up to -j, watches each with a pidfd in `poll`, and
 reaps it. No log, no store, no retries, no timeouts, no events. Run twice: without any
@@ -25,16 +25,15 @@ from common import (
     Measured,
     add_dag_options,
     add_run_options,
+    check_make_recipes,
     check_ok,
-    clean_env,
     layered_dag,
-    make_argv,
     median,
-    mflow_run_argv,
     print_table,
     shown_url,
+    time_make,
+    time_mflow,
     timed_run,
-    verify_mflow_run,
     when,
     workdir,
     write_makefile,
@@ -110,12 +109,11 @@ def main() -> None:
     with workdir(args.keep, "mflow-bench-floor-") as tmp:
         taskfile = write_taskfile(tmp / "tasks.json", dag)
         makefile = write_makefile(tmp / "Makefile", dag)
+        check_make_recipes(makefile, args.jobs, tmp, args.tasks)
         loop = tmp / "floor_loop.py"
         loop.write_text(FLOOR_LOOP)
         for i in range(args.repeat):
-            measured = timed_run(make_argv(makefile, args.jobs), cwd=tmp)
-            check_ok(measured, "make")
-            runs["make"].append(measured)
+            runs["make"].append(time_make(makefile, args.jobs, tmp))
 
             for name, extra in (("loop", []), ("loop + logs", [str(tmp / f"loop-logs-{i}")])):
                 if extra:
@@ -125,11 +123,9 @@ def main() -> None:
                 check_ok(measured, name)
                 runs[name].append(measured)
 
-            env = clean_env(MFLOW_HOME=str(tmp / f"home-{i}"))
-            argv = mflow_run_argv(taskfile, args.jobs, tmp / f"logs-{i}", args.state)
-            measured = timed_run(argv, cwd=tmp, env=env)
-            verify_mflow_run(measured, args.tasks, cwd=tmp, env=env, state=args.state)
-            runs["mflow"].append(measured)
+            runs["mflow"].append(
+                time_mflow(taskfile, args.jobs, tmp, str(i), args.tasks, args.state)
+            )
 
     print(
         f"floor: {args.tasks} tasks, width {args.width}, fan-in {args.fanin}, -j {args.jobs}, "

@@ -24,18 +24,14 @@ from common import (
     Measured,
     add_dag_options,
     add_run_options,
-    check_ok,
-    clean_env,
-    count_make_recipes,
+    check_make_recipes,
     edge_count,
     layered_dag,
-    make_argv,
     median,
-    mflow_run_argv,
     print_table,
     shown_url,
-    timed_run,
-    verify_mflow_run,
+    time_make,
+    time_mflow,
     when,
     workdir,
     write_makefile,
@@ -72,22 +68,13 @@ def main() -> None:
         taskfile = write_taskfile(tmp / "tasks.json", dag)
         makefile = write_makefile(tmp / "Makefile", dag)
 
-        recipes = count_make_recipes(makefile, args.jobs, tmp)
-        if recipes != args.tasks:
-            raise SystemExit(f"make --trace ran {recipes} recipes, expected {args.tasks}")
+        check_make_recipes(makefile, args.jobs, tmp, args.tasks)
 
         make_runs: list[Measured] = []
         mflow_runs: list[Measured] = []
         for i in range(args.repeat):
-            measured = timed_run(make_argv(makefile, args.jobs), cwd=tmp)
-            check_ok(measured, "make")
-            make_runs.append(measured)
-
-            env = clean_env(MFLOW_HOME=str(tmp / f"home-{i}"))
-            argv = mflow_run_argv(taskfile, args.jobs, tmp / f"logs-{i}", state)
-            measured = timed_run(argv, cwd=tmp, env=env)
-            verify_mflow_run(measured, args.tasks, cwd=tmp, env=env, state=state)
-            mflow_runs.append(measured)
+            make_runs.append(time_make(makefile, args.jobs, tmp))
+            mflow_runs.append(time_mflow(taskfile, args.jobs, tmp, str(i), args.tasks, state))
 
     print(
         f"throughput: {args.tasks} tasks, width {args.width}, fan-in {args.fanin} "

@@ -7,6 +7,7 @@ Bad *input* raises one of these; a *task* failure is data (`TaskResult`), never 
     │                                             UnknownDatasource,
     │                                             GraphError ── CycleError, MissingDependency
     ├── InvalidInput (problems: every ConfigError found in one pass)
+    ├── PluginError (an installed task-type plugin cannot be loaded)
     ├── StateStoreError ── BackendUnavailable, RunAlreadyActive, RunNotFound
     └── RunInterrupted
 
@@ -100,6 +101,10 @@ class InvalidInput(MflowError):
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
+
+
+class PluginError(MflowError):
+    """A task type's plugin is installed (an entry point) but cannot be loaded."""
 
 
 class StateStoreError(MflowError):

@@ -76,7 +76,7 @@ def _read(arg: FileArg, kind: str, problems: list[ConfigError]) -> Any:
         problems.append(exc)
         return None
     plugins = kind == "tasks" and _uses_plugin_types(doc)
-    found = schema.validator(kind, plugins).problems(doc, arg.display)
+    found = schema.validator(kind, plugins=plugins).problems(doc, arg.display)
     problems.extend(found)
     return None if found else doc
 
@@ -89,7 +89,10 @@ def _uses_plugin_types(doc: Any) -> bool:
     tasks = doc.get("tasks") if isinstance(doc, dict) else None
     if not isinstance(tasks, list):
         return True
-    return any(not isinstance(t, dict) or t.get("type") not in BUILTIN for t in tasks)
+    return any(
+        not isinstance(t, dict) or not isinstance(t.get("type"), str) or t["type"] not in BUILTIN
+        for t in tasks
+    )
 
 
 def load_config(value: str | Path | None) -> cfg.Config:

@@ -105,9 +105,17 @@ def execute(options: RunOptions) -> ExitCode:
             "--resume continues a run as it was; it cannot be combined with --oneshot or --target"
         )
     project = load_project(options.config, options.taskfile, options.datasources)
-    # The project lives as long as the process: out of the cyclic GC's sight from now on, so
-    # the collections that importing the store's driver triggers do not walk its objects.
+    # The project lives as long as the run: out of the cyclic GC's sight until it ends, so the
+    # collections that importing the store's driver triggers do not walk its objects. (Back in
+    # sight afterwards, for a caller that goes on in the same process.)
     gc.freeze()
+    try:
+        return _execute(project, options)
+    finally:
+        gc.unfreeze()
+
+
+def _execute(project: Project, options: RunOptions) -> ExitCode:
     selected = select_tasks(project, options)
     if options.dry_run and not options.resume:
         from mflow.dryrun import print_plan

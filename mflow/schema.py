@@ -486,16 +486,20 @@ def _describe(
 _BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
 
 
-@cache
-def validator(kind: str, plugins: bool = True) -> Validator:
+def validator(kind: str, *, plugins: bool = True) -> Validator:
     """The validator for one document kind; for "tasks", including plugin task types unless
     `plugins` is false (for a document whose tasks are all of built-in types: the plugins'
     branches cannot apply to it, and finding the plugins costs every start ~20 ms)."""
+    return _validator(kind, plugins and kind == "tasks")
+
+
+@cache
+def _validator(kind: str, with_plugins: bool) -> Validator:
     from mflow.tasks.registry import plugin_schemas
 
     type_fields = {n: allowed_fields(s) for n, s in builtin_type_schemas().items()}
     if kind != "tasks":
         return Validator(raw_schema(kind), type_fields)
-    plugins = plugin_schemas() if plugins else {}
+    plugins = plugin_schemas() if with_plugins else {}
     type_fields.update({n: allowed_fields(s) for n, s in plugins.items() if s is not None})
     return Validator(_compose_tasks_schema(plugins), type_fields)

@@ -28,6 +28,7 @@ from mflow.state.base import SCHEMA_VERSION, RunRecord, TaskRecord
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect, Row
+    from sqlalchemy.sql.dml import UpdateBase
 
 REASON_LENGTH = 1000  # task_runs.reason; longer reasons are truncated on write
 EPOCH = datetime(1970, 1, 1)
@@ -221,14 +222,15 @@ class DriverStatement:
     `add_tasks` runs before a run's first task starts. Going around SQLAlchemy's
     per-execution machinery (the statement is compiled here once, with the dialect's own
     bind processors, e.g. SQLite's TIMESTAMP-to-text) makes them about three times cheaper.
-    Errors still come back as SQLAlchemy's DBAPIError. A bind parameter named `x_<field>`
-    takes `<field>` of each row given to `rows`.
+    Errors still come back as SQLAlchemy's DBAPIError. Bind parameters are named `b_<field>`
+    (WHERE) or `v_<field>` (values) and take `<field>` of each row given to `rows`.
     """
 
-    def __init__(self, statement: Any, dialect: Dialect) -> None:
+    def __init__(self, statement: UpdateBase, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql: str = compiled.string
         names = list(compiled.positiontup or compiled.binds)
+        assert all(n[:2] in ("b_", "v_") for n in names), names  # see the class docstring
         self.positional = compiled.positional
         self.names = [compiled.escaped_bind_names.get(n, n) for n in names]
         self.fields = [n[2:] for n in names]  # b_run_id -> run_id, v_state -> state
@@ -237,6 +239,8 @@ class DriverStatement:
         ]
 
     def rows(self, values: Iterable[dict[str, Any]]) -> list[Any]:
+        """The driver's parameters for `values` (dicts by field name), converted by the
+        dialect: tuples for a positional paramstyle, dicts by bind name otherwise."""
         out = []
         for row in values:
             params = [

@@ -59,6 +59,7 @@ from mflow.state.sql_engine import DEFERRED, create_store_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.sql.dml import UpdateBase
 
     from mflow.state import StoreLocation
 
@@ -80,7 +81,7 @@ class SqlStore(StateStore):
     def __init__(self, location: StoreLocation) -> None:
         self.display_url = location.display
         self._ready = False
-        self._statements: dict[Any, DriverStatement] = {}  # see _driver_statement
+        self._statements: dict[UpdateBase, DriverStatement] = {}  # see _driver_statement
         self.engine: Engine = create_store_engine(location, self.display_url)
 
     # ------------------------------------------------------------------ connections, schema
@@ -342,7 +343,7 @@ class SqlStore(StateStore):
                 insert = self._driver_statement(ADD_TASK)
                 conn.exec_driver_sql(insert.sql, insert.rows(rows))
 
-    def _driver_statement(self, statement: Any) -> DriverStatement:
+    def _driver_statement(self, statement: UpdateBase) -> DriverStatement:
         """`statement` compiled for this store's dialect, once."""
         compiled = self._statements.get(statement)  # (statements hash by identity)
         if compiled is None:

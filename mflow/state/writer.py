@@ -44,6 +44,7 @@ class StoreWriter:
         self.on_error = on_error
         self.error: str | None = None  # set when something could not be recorded
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._closing = threading.Event()  # set by close(): no more waiting to group commits
         self._thread = threading.Thread(target=self._loop, name="mflow-store", daemon=True)
         self._thread.start()
 
@@ -97,8 +98,10 @@ class StoreWriter:
         self._queue.put((RunState.FAILED, at))
 
     def close(self) -> None:
-        """Write everything queued, then stop the thread."""
+        """Write everything queued, then stop the thread (at once: the end of a run does not
+        wait out the group-commit interval)."""
         self._queue.put(_STOP)
+        self._closing.set()
         self._thread.join()
 
     # ------------------------------------------------------------- writer thread
@@ -115,7 +118,7 @@ class StoreWriter:
             if isinstance(first, TaskRecord):
                 pause = last_commit + GROUP_COMMIT_INTERVAL - time.monotonic()
                 if pause > 0:
-                    time.sleep(pause)
+                    self._closing.wait(pause)
             batch = [] if first is None else [first]
             while True:
                 try:

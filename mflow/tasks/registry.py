@@ -49,7 +49,17 @@ def get(name: str) -> TaskType:
         module, _, attr = BUILTIN[name].partition(":")
         cls = getattr(import_module(module), attr)
     else:
-        cls = _entry_points()[name].load()
+        entry = _entry_points()[name]
+        try:
+            cls = entry.load()
+        except Exception as exc:  # a broken install: say which plugin, not a traceback
+            from mflow.errors import PluginError
+
+            where = f" ({entry.dist.name} {entry.dist.version})" if entry.dist else ""
+            raise PluginError(
+                f"task type '{name}': its plugin {entry.value}{where} cannot be loaded: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
     return cls()
 
 

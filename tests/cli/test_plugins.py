@@ -97,3 +97,24 @@ def test_unknown_type_error_lists_plugin_types(tmp_path: Path, site: Path) -> No
     assert "unknown task type 'helo' in task 'x'" in result.stderr
     known = result.stderr.split("known: ")[1]
     assert "hello" in known and "pyecho" in known and "bash" in known
+
+
+def test_a_broken_plugin_is_named_and_stops_only_the_dags_that_need_it(
+    tmp_path: Path, site: Path
+) -> None:
+    info = site / "mflow_broken-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mflow-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[mflow.task_types]\nbroken = no_such_module:Task\n")
+    (info / "RECORD").write_text("")
+
+    write(tmp_path, {"id": "a", "type": "bash", "command": "true"})
+    assert mflow(tmp_path, site).returncode == 0
+
+    write(tmp_path, {"id": "b", "type": "broken"})
+    result = mflow(tmp_path, site, "validate")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "task type 'broken': its plugin no_such_module:Task (mflow-broken 1.0) cannot be "
+        "loaded: ModuleNotFoundError: No module named 'no_such_module'"
+    ]

@@ -163,6 +163,11 @@ BAD_TASKFILES: list[tuple[str, str | bytes, list[str]]] = [
         ],
     ),
     (
+        "typelist.json",
+        '{"tasks": [{"id": "a", "type": ["bash"], "command": "x"}]}',
+        ["typelist.json $.tasks[0].type: expected string, got an array in task 'a'"],
+    ),
+    (
         "dep.json",
         '{"tasks": [{"id": "a", "type": "bash", "command": "x", "depends": "b"}]}',
         ["dep.json $.tasks[0].depends: expected array, got a string in task 'a'"],

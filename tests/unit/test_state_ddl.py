@@ -10,6 +10,7 @@ import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.dialects.oracle.base import RESERVED_WORDS as ORACLE_RESERVED
@@ -130,22 +131,46 @@ def test_stored_times_are_utc() -> None:
     assert to_db_time(None) is None and from_db_time(None) is None
 
 
+def driver_dialect(name: str) -> Any:
+    """The dialect of the driver mflow uses for `name` (the bare dialect may be another)."""
+    from sqlalchemy.dialects.oracle.oracledb import OracleDialect_oracledb
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    return {
+        "oracle": OracleDialect_oracledb,
+        "postgresql": PGDialect_psycopg,
+        "sqlite": SQLiteDialect_pysqlite,
+    }[name]()
+
+
 @pytest.mark.parametrize("dialect", ["oracle", "postgresql", "sqlite"])
 def test_bulk_statements_bind_every_field_in_each_dialects_style(dialect: str) -> None:
     # add_tasks and record send these through the driver's executemany, not through
-    # SQLAlchemy: the compiled text and the parameters must match the dialect's paramstyle.
-    from sqlalchemy.dialects import oracle, postgresql, sqlite
+    # SQLAlchemy: the compiled text and the parameters must match the driver's paramstyle.
+    from mflow.state.ddl import ADD_TASK, UPDATE_TASK, DriverStatement
 
-    from mflow.state.ddl import ADD_TASK, DriverStatement
-
-    made = {"oracle": oracle, "postgresql": postgresql, "sqlite": sqlite}[dialect].dialect()
+    made = driver_dialect(dialect)
     insert = DriverStatement(ADD_TASK, made)
-    row = {"run_id": 7, "task_id": "t1", "state": "NONE", "attempt": 0}
-    (params,) = insert.rows([row])
+    (added,) = insert.rows([{"run_id": 7, "task_id": "t1", "state": "NONE", "attempt": 0}])
     assert insert.sql.startswith("INSERT INTO mflow_task_runs (run_id, task_id, state, attempt)")
-    if dialect == "sqlite":
-        assert params == (7, "t1", "NONE", 0)
-    else:
-        assert params == {"v_run_id": 7, "v_task_id": "t1", "v_state": "NONE", "v_attempt": 0}
-        placeholder = ":v_task_id" if dialect == "oracle" else "%(v_task_id)s"
-        assert placeholder in insert.sql
+
+    update = DriverStatement(UPDATE_TASK, made)
+    values = {
+        "run_id": 7, "task_id": "t1", "state": "SUCCESS", "attempt": 2, "started_at": None,
+        "ended_at": None, "exit_code": 0, "pid": 42, "host": "h", "log_path": "/l", "reason": None,
+    }  # fmt: skip
+    (updated,) = update.rows([values])
+    assert update.sql.startswith("UPDATE mflow_task_runs SET ")
+    if dialect == "sqlite":  # positional: SET's values first, then WHERE's run and task
+        assert added == (7, "t1", "NONE", 0)
+        assert updated == ("SUCCESS", 2, None, None, 0, 42, "h", "/l", None, 7, "t1")
+        return
+    assert added == {"v_run_id": 7, "v_task_id": "t1", "v_state": "NONE", "v_attempt": 0}
+    assert updated == {f"v_{k}": v for k, v in values.items() if k not in ("run_id", "task_id")} | {
+        "b_run_id": 7,
+        "b_task_id": "t1",
+    }
+    named = ":{}" if dialect == "oracle" else "%({})s"
+    for name in [*added, *updated]:
+        assert named.format(name) in (insert.sql if name in added else update.sql)
