@@ -300,25 +300,22 @@ def _check_types(
     """Unknown types for every task; the type's own checks for schema-valid tasks only."""
     from mflow.tasks import registry
 
-    known: list[str] = []  # every type, plugins included: looked up for a type not built in
     problems: list[ConfigError] = []
     for spec in tasks.values():
         if not spec.type:  # missing or not a string: the schema reported it
             continue
-        if spec.type not in registry.BUILTIN:
-            known = known or registry.known_types()
-            if spec.type not in known:
-                problems.append(
-                    UnknownTaskType(
-                        f"unknown task type '{spec.type}'",
-                        file=spec.source.file,
-                        json_path=f"{spec.source.json_path}.type",
-                        task_id=spec.id,
-                        hint=_did_you_mean(spec.type, known) + "known: " + ", ".join(sorted(known)),
-                    )
+        if not registry.is_known(spec.type):
+            known = registry.known_types()
+            problems.append(
+                UnknownTaskType(
+                    f"unknown task type '{spec.type}'",
+                    file=spec.source.file,
+                    json_path=f"{spec.source.json_path}.type",
+                    task_id=spec.id,
+                    hint=_did_you_mean(spec.type, known) + "known: " + ", ".join(sorted(known)),
                 )
-                continue
-        if spec.source.json_path not in broken:
+            )
+        elif spec.source.json_path not in broken:
             problems.extend(registry.get(spec.type).check(spec, sources, datasources_file))
     return problems
 

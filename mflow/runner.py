@@ -12,7 +12,6 @@ about a task's end does not delay its dependents.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import os
 import queue
@@ -153,11 +152,6 @@ class Runner:
 
     def run(self) -> Outcome:
         started = time.time()
-        # The project (every task's spec, the DAG) lives as long as the run and holds no cycle
-        # to collect: leave it out of the cyclic GC, whose full passes over 10,000 tasks' worth
-        # of objects were a few per cent of a run's CPU. (No gc.collect() first: it found
-        # nothing to free here and took 45 ms at 10,000 tasks. Unfrozen when the run ends.)
-        gc.freeze()
         # This thread mostly waits in system calls (spawning, poll) and must get the GIL back
         # at once when one returns; by default a busy thread (the store writer, a SQL task's
         # driver) keeps it for up to 5 ms, which halved the rate at which short tasks started.
@@ -183,7 +177,6 @@ class Runner:
                 self._restore_signal_handlers(previous)
                 sys.setswitchinterval(switch_interval)
                 self.watcher.close()
-                gc.unfreeze()
         outcome = self._announce_end(started)
         self._deliver()
         return outcome

@@ -42,6 +42,12 @@ def known_types() -> list[str]:
     return [*BUILTIN, *_entry_points()]
 
 
+def is_known(name: str) -> bool:
+    """Whether `name` is a task type; plugins are looked for only when it is not built in
+    (finding them reads every installed distribution's metadata)."""
+    return name in BUILTIN or name in _entry_points()
+
+
 @cache
 def get(name: str) -> TaskType:
     """The shared instance of task type `name` (KeyError when unknown)."""
