@@ -264,7 +264,7 @@ def runs(
 ) -> None:
     """Recent runs, most recent first."""
     from mflow.errors import ConfigError
-    from mflow.events import RunState
+    from mflow.states import RunState
     from mflow.status import print_runs
 
     wanted = None
@@ -336,8 +336,8 @@ def logs(
     import json
 
     from mflow.errors import ConfigError, RunNotFound
-    from mflow.events import RunState
     from mflow.state.base import STALE_AFTER, is_stale
+    from mflow.states import RunState
     from mflow.status import follow_log, record_dict
 
     if follow and json_output:

@@ -13,17 +13,9 @@ import threading
 import time
 from typing import IO, Any
 
-from mflow.events import (
-    Event,
-    RunEnded,
-    RunNotice,
-    RunStarted,
-    TaskEnded,
-    TaskStarted,
-    TaskState,
-    event_dict,
-)
+from mflow.events import Event, RunEnded, RunNotice, RunStarted, TaskEnded, TaskStarted, event_dict
 from mflow.logs import count, counts_text, seconds
+from mflow.states import TaskState
 
 
 def summary_lines(event: RunEnded) -> list[str]:

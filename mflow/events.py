@@ -1,4 +1,4 @@
-"""Run and task states, the events a run emits, and the listeners that receive them.
+"""The events a run emits, and the listeners that receive them.
 
 Every state transition of a run goes through `Listener.handle`, called on the runner's thread
 in the order the transitions happen. The master log, the console views, the JSON event
@@ -12,35 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-
-class TaskState(str, Enum):
-    NONE = "NONE"
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    UPSTREAM_FAILED = "UPSTREAM_FAILED"
-    CANCELLED = "CANCELLED"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class RunState(str, Enum):
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-# Each state's text, for the stores' hot paths: `state.value` goes through Enum's descriptor.
-STATE_TEXT: dict[str, str] = {state: state.value for state in TaskState}
-
-TERMINAL = frozenset(
-    {TaskState.SUCCESS, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED}
-)
+from mflow.states import RunState, TaskState
 
 
 @dataclass(frozen=True, slots=True)

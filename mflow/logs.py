@@ -13,16 +13,8 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from mflow.events import (
-    STATE_TEXT,
-    Event,
-    RunEnded,
-    RunNotice,
-    RunStarted,
-    TaskEnded,
-    TaskStarted,
-    TaskState,
-)
+from mflow.events import Event, RunEnded, RunNotice, RunStarted, TaskEnded, TaskStarted
+from mflow.states import STATE_TEXT, TaskState
 
 MASTER_LOG = "mflow.log"
 # The master log's level for a task's end; any other end is a WARNING.

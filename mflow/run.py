@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mflow.errors import ConfigError, ExitCode, RunNotFound
-from mflow.events import Listeners, TaskState
+from mflow.events import Listeners
+from mflow.states import TaskState
 
 if TYPE_CHECKING:
     from mflow.project import Project

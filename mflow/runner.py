@@ -27,18 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from mflow import logs, taskenv
 from mflow.errors import ExitCode, InvalidInput
-from mflow.events import (
-    Event,
-    Listener,
-    RunEnded,
-    RunNotice,
-    RunStarted,
-    RunState,
-    TaskEnded,
-    TaskStarted,
-    TaskState,
-)
+from mflow.events import Event, Listener, RunEnded, RunNotice, RunStarted, TaskEnded, TaskStarted
 from mflow.process import ExitWatcher, Process, SpawnError, describe_exit, exit_code
+from mflow.states import RunState, TaskState
 from mflow.tasks import registry
 from mflow.tasks.base import SubprocessTaskType, TaskContext, TaskResult
 

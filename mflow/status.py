@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from mflow.events import TERMINAL, RunState, TaskState
 from mflow.logs import seconds
 from mflow.state.base import RunRecord, StateStore, TaskRecord, is_stale
+from mflow.states import TERMINAL, RunState, TaskState
 
 _TASK_ORDER = {
     TaskState.SUCCESS: 0,

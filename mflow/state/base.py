@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from mflow.events import RunState, TaskState
+from mflow.states import RunState, TaskState
 
 SCHEMA_VERSION = 1
 HEARTBEAT_INTERVAL = 10.0  # seconds between heartbeats of a live run

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from mflow.events import STATE_TEXT, RunState, TaskState
 from mflow.state.base import SCHEMA_VERSION, RunRecord, TaskRecord
+from mflow.states import STATE_TEXT, RunState, TaskState
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect, Row

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from mflow.errors import BackendUnavailable, RunAlreadyActive, RunNotFound, StateStoreError
-from mflow.events import RunState, TaskState
 from mflow.state.base import (
     SCHEMA_VERSION,
     NewRun,
@@ -56,6 +55,7 @@ from mflow.state.ddl import (
     to_db_time,
 )
 from mflow.state.sql_engine import DEFERRED, create_store_engine
+from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine

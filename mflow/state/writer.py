@@ -14,8 +14,9 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from mflow.events import Event, RunEnded, RunState, TaskEnded, TaskStarted, TaskState
+from mflow.events import Event, RunEnded, TaskEnded, TaskStarted
 from mflow.state.base import HEARTBEAT_INTERVAL, StateStore, TaskRecord, this_host
+from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import quote
 
 from mflow.errors import ConfigError
-from mflow.events import STATE_TEXT, RunState, TaskState
 from mflow.state.base import RunRecord, TaskRecord
+from mflow.states import STATE_TEXT, RunState, TaskState
 
 DEFAULT_ROOT = "/mflow"
 REASON_LENGTH = 1000  # as in the SQL store

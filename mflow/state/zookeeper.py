@@ -31,7 +31,6 @@ from urllib.parse import unquote
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from mflow.errors import RunAlreadyActive, RunNotFound, StateStoreError
-from mflow.events import RunState, TaskState
 from mflow.state.base import SCHEMA_VERSION, NewRun, RunRecord, StateStore, TaskRecord
 from mflow.state.znodes import (
     RESERVED,
@@ -47,6 +46,7 @@ from mflow.state.znodes import (
 )
 from mflow.state.zookeeper_client import commit_writes, committed, connect, zk_errors
 from mflow.state.zookeeper_lock import RunLocks
+from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
     from kazoo.protocol.states import ZnodeStat

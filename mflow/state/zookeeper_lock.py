@@ -26,10 +26,10 @@ from kazoo.client import KazooState
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from mflow.errors import RunAlreadyActive
-from mflow.events import RunState
 from mflow.state.base import RunRecord, is_stale, this_host
 from mflow.state.znodes import Znodes, dumps, loads, run_from_value
 from mflow.state.zookeeper_client import committed
+from mflow.states import RunState
 
 if TYPE_CHECKING:
     from kazoo.client import KazooClient, TransactionRequest

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from mflow.errors import ConfigError, UnknownDatasource
-from mflow.events import TaskState
 from mflow.process import KILL_GRACE
+from mflow.states import TaskState
 
 if TYPE_CHECKING:
     from mflow.config import Datasource, Datasources, TaskSpec

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from support import TRACE, Recorder, alive, bash, intervals, max_overlap
 
-from mflow.events import Listeners, RunState, TaskState
+from mflow.events import Listeners
 from mflow.project import load_project
 from mflow.runner import Plan, Runner, Settings
+from mflow.states import RunState, TaskState
 
 
 def write_dag(

@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from mflow.config import build_datasources
 from mflow.connections import create_engine, sqlalchemy_target
-from mflow.events import TaskState
 from mflow.project import Project, load_project
+from mflow.states import TaskState
 from mflow.tasks.base import TaskContext, TaskResult
 from mflow.tasks.sql import SqlTask
 

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from support import run_project
 
-from mflow.events import TaskState
 from mflow.project import Project, load_project
+from mflow.states import TaskState
 from mflow.tasks.base import TaskContext, TaskResult
 from mflow.tasks.sql import MAX_ROWS, SqlTask
 

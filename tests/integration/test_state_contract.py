@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from support import STATE_BACKENDS
 
 from mflow.errors import BackendUnavailable, RunAlreadyActive, RunNotFound
-from mflow.events import RunState, TaskState
 from mflow.state import StoreLocation, open_store
 from mflow.state.base import STALE_AFTER, NewRun, StateStore, TaskRecord, this_host
+from mflow.states import RunState, TaskState
 
 OTHER_HOST = "elsewhere.example"  # never this machine, so only the heartbeat can make it stale
 NOW = time.time()

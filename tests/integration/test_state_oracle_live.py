@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from mflow.errors import RunAlreadyActive
-from mflow.events import RunState, TaskState
 from mflow.state import StoreLocation, open_store
 from mflow.state.base import NewRun, TaskRecord, this_host
 from mflow.state.ddl import metadata
 from mflow.state.sql import SqlStore
+from mflow.states import RunState, TaskState
 
 pytestmark = pytest.mark.oracle
 

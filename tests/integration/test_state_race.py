@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from support import STATE_BACKENDS
 
-from mflow.events import RunState
 from mflow.state import StoreLocation, open_store
+from mflow.states import RunState
 
 STARTERS = 8
 REPO = Path(__file__).resolve().parents[2]

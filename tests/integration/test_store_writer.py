@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from mflow.events import RunEnded, RunState, TaskEnded, TaskStarted, TaskState
+from mflow.events import RunEnded, TaskEnded, TaskStarted
 from mflow.state import StoreLocation, open_store
 from mflow.state import writer as writer_module
 from mflow.state.base import NewRun, this_host
 from mflow.state.writer import StoreWriter
+from mflow.states import RunState, TaskState
 
 
 def test_close_writes_everything_queued_without_waiting_for_the_next_group_commit(

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from mflow.events import RunState, TaskState
 from mflow.state.base import STALE_AFTER, RunRecord, StateStore, TaskRecord, this_host
+from mflow.states import RunState, TaskState
 from mflow.status import follow_log
 
 

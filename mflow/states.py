@@ -1,0 +1,39 @@
+"""Run and task states: the vocabulary the runner, the events, the stores and task types share.
+
+A module of its own so that a task type or a store can name a state without importing the
+event machinery (or the other way round).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class TaskState(str, Enum):
+    NONE = "NONE"  # not started yet (shown to people as "not started")
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    UPSTREAM_FAILED = "UPSTREAM_FAILED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunState(str, Enum):
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Each state's text, for the stores' hot paths: `state.value` goes through Enum's descriptor.
+STATE_TEXT: dict[str, str] = {state: state.value for state in TaskState}
+
+TERMINAL = frozenset(
+    {TaskState.SUCCESS, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED}
+)
