@@ -22,8 +22,14 @@ def env_for(tmp_path: Path) -> dict[str, str]:
 
 
 def mflow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mflow", *args], cwd=tmp_path,
-                          env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mflow", *args],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def dag(path: Path, *tasks: dict[str, Any]) -> Path:
@@ -53,9 +59,12 @@ def test_parent_with_two_children_shows_them_nested(tmp_path: Path) -> None:
     (tmp_path / "kids").mkdir()
     dag(tmp_path / "kids" / "child_a.json", bash("a1", "echo a1"), bash("a2", "echo a2", "a1"))
     dag(tmp_path / "kids" / "child_b.json", bash("b1", "echo b1 $MFLOW_PARENT_TASK_ID"))
-    dag(tmp_path / "tasks.json",
-        child("run_a", "kids/child_a.json"), child("run_b", "kids/child_b.json"),
-        bash("after", "echo both done", "run_a", "run_b"))
+    dag(
+        tmp_path / "tasks.json",
+        child("run_a", "kids/child_a.json"),
+        child("run_b", "kids/child_b.json"),
+        bash("after", "echo both done", "run_a", "run_b"),
+    )
     result = mflow(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     tree = status(tmp_path, 1)
@@ -74,8 +83,10 @@ def test_parent_with_two_children_shows_them_nested(tmp_path: Path) -> None:
 
 
 def test_three_levels_deep_with_parent_ids_in_the_environment(tmp_path: Path) -> None:
-    dag(tmp_path / "level3.json", bash("leaf", "echo $MFLOW_PARENT_RUN_ID:$MFLOW_PARENT_TASK_ID"
-                                        " > leaf.parent"))
+    dag(
+        tmp_path / "level3.json",
+        bash("leaf", "echo $MFLOW_PARENT_RUN_ID:$MFLOW_PARENT_TASK_ID > leaf.parent"),
+    )
     dag(tmp_path / "level2.json", child("down", "level3.json"))
     dag(tmp_path / "tasks.json", child("top", "level2.json"))
     result = mflow(tmp_path)
@@ -104,9 +115,14 @@ def test_cancelling_the_parent_cancels_the_whole_child_tree(tmp_path: Path) -> N
     dag(tmp_path / "level3.json", bash("leaf", "echo $$ > leaf.pid; sleep 60"))
     dag(tmp_path / "level2.json", child("down", "level3.json"))
     dag(tmp_path / "tasks.json", child("top", "level2.json"), bash("next", "true", "top"))
-    proc = subprocess.Popen([sys.executable, "-m", "mflow"], cwd=tmp_path,
-                            env=env_for(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mflow"],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not (tmp_path / "leaf.pid").exists():
         assert time.monotonic() < deadline, "the grandchild task never started"
@@ -118,13 +134,18 @@ def test_cancelling_the_parent_cancels_the_whole_child_tree(tmp_path: Path) -> N
     assert not alive(leaf)
     runs = json.loads(mflow(tmp_path, "runs", "--json").stdout)
     assert {r["dag"]: r["status"] for r in runs} == {
-        "tasks": "CANCELLED", "level2": "CANCELLED", "level3": "CANCELLED"}
+        "tasks": "CANCELLED",
+        "level2": "CANCELLED",
+        "level3": "CANCELLED",
+    }
 
 
 def test_resuming_the_parent_resumes_the_failed_child_run(tmp_path: Path) -> None:
-    dag(tmp_path / "kid.json",
+    dag(
+        tmp_path / "kid.json",
         bash("first", "echo x >> first.count"),
-        bash("second", "echo x >> second.count; [ -e fixed ]", "first"))
+        bash("second", "echo x >> second.count; [ -e fixed ]", "first"),
+    )
     dag(tmp_path / "tasks.json", child("kid", "kid.json"))
     assert mflow(tmp_path).returncode == 1
     (tmp_path / "fixed").touch()
@@ -142,14 +163,20 @@ def test_resuming_the_parent_resumes_the_failed_child_run(tmp_path: Path) -> Non
 
 def test_two_tasks_of_a_parent_run_the_same_child_dag_side_by_side(tmp_path: Path) -> None:
     # Each child waits until both have started: they can only finish if they overlap.
-    dag(tmp_path / "child.json",
-        bash("arrive", "touch arrived.$MFLOW_PARENT_TASK_ID; "
-             "for i in $(seq 200); do [ $(ls arrived.* | wc -l) -ge 2 ] && exit 0; sleep 0.05; "
-             "done; exit 1"))
+    dag(
+        tmp_path / "child.json",
+        bash(
+            "arrive",
+            "touch arrived.$MFLOW_PARENT_TASK_ID; "
+            "for i in $(seq 200); do [ $(ls arrived.* | wc -l) -ge 2 ] && exit 0; sleep 0.05; "
+            "done; exit 1",
+        ),
+    )
     dag(tmp_path / "tasks.json", child("one", "child.json"), child("two", "child.json"))
     result = mflow(tmp_path, "-j", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     tree = status(tmp_path, 1)
     assert states(tree) == {"one": "SUCCESS", "two": "SUCCESS"}
-    assert [kid["run"]["parent_task_id"] for t in ("one", "two")
-            for kid in children_of(tree, t)] == ["one", "two"]
+    assert [
+        kid["run"]["parent_task_id"] for t in ("one", "two") for kid in children_of(tree, t)
+    ] == ["one", "two"]

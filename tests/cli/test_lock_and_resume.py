@@ -35,15 +35,25 @@ def env_for(tmp_path: Path, state_url: str | None) -> dict[str, str]:
 
 
 def mflow(tmp_path: Path, state_url: str | None, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mflow", *args], cwd=tmp_path,
-                          env=env_for(tmp_path, state_url), capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mflow", *args],
+        cwd=tmp_path,
+        env=env_for(tmp_path, state_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def start(tmp_path: Path, state_url: str | None, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "mflow", *args], cwd=tmp_path,
-                            env=env_for(tmp_path, state_url), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mflow", *args],
+        cwd=tmp_path,
+        env=env_for(tmp_path, state_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def write_dag(tmp_path: Path, tasks: list[dict[str, Any]], name: str = "nightly") -> None:
@@ -98,15 +108,22 @@ def test_run_whose_owner_died_no_longer_blocks(tmp_path: Path, state_url: str) -
 def test_sigkilled_run_resumes_and_no_succeeded_task_runs_twice(
     tmp_path: Path, state_url: str
 ) -> None:
-    count = 'echo x >> {0}.count'
-    write_dag(tmp_path, [
-        bash("a", count.format("a")),
-        bash("b", count.format("b"), "a"),
-        bash("c", count.format("c") + '; [ "$MFLOW_ATTEMPT" -gt 1 ] || '
-             '{ echo $$ > c.pid; touch c.started; sleep 60; }', "b"),
-        bash("d", count.format("d"), "c"),
-        bash("side", count.format("side")),
-    ])
+    count = "echo x >> {0}.count"
+    write_dag(
+        tmp_path,
+        [
+            bash("a", count.format("a")),
+            bash("b", count.format("b"), "a"),
+            bash(
+                "c",
+                count.format("c") + '; [ "$MFLOW_ATTEMPT" -gt 1 ] || '
+                "{ echo $$ > c.pid; touch c.started; sleep 60; }",
+                "b",
+            ),
+            bash("d", count.format("d"), "c"),
+            bash("side", count.format("side")),
+        ],
+    )
     first = start(tmp_path, state_url)
     wait_for(tmp_path / "c.started")
     orphan = int((tmp_path / "c.pid").read_text())
@@ -140,11 +157,14 @@ def test_sigkilled_run_resumes_and_no_succeeded_task_runs_twice(
 def test_resume_of_a_failed_run_reruns_only_what_did_not_succeed(
     tmp_path: Path, state_url: str
 ) -> None:
-    write_dag(tmp_path, [
-        bash("good", "echo x >> good.count"),
-        bash("flaky", "echo x >> flaky.count; [ -e fixed ]", "good"),
-        bash("after", "echo x >> after.count", "flaky"),
-    ])
+    write_dag(
+        tmp_path,
+        [
+            bash("good", "echo x >> good.count"),
+            bash("flaky", "echo x >> flaky.count; [ -e fixed ]", "good"),
+            bash("after", "echo x >> after.count", "flaky"),
+        ],
+    )
     assert mflow(tmp_path, state_url).returncode == 1
     assert status(tmp_path, state_url)["run"]["status"] == "FAILED"
     (tmp_path / "fixed").touch()
@@ -178,9 +198,17 @@ def test_eight_simultaneous_starts_run_exactly_once(tmp_path: Path, state_url: s
         "sys.argv = ['mflow', '--quiet']\n"
         "main()\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path,
-                              env=env_for(tmp_path, state_url), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            env=env_for(tmp_path, state_url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
     time.sleep(1.5)  # let every interpreter start and wait at the gate
     gate.touch()
     codes = []
@@ -196,8 +224,9 @@ def test_eight_simultaneous_starts_run_exactly_once(tmp_path: Path, state_url: s
 
 def test_connection_named_mflow_in_the_datasources_is_the_store(tmp_path: Path) -> None:
     store = tmp_path / "from-datasources.db"
-    (tmp_path / "oracle.json").write_text(json.dumps(
-        {"connections": [{"name": "mflow", "url": "sqlite:///from-datasources.db"}]}))
+    (tmp_path / "oracle.json").write_text(
+        json.dumps({"connections": [{"name": "mflow", "url": "sqlite:///from-datasources.db"}]})
+    )
     write_dag(tmp_path, [bash("a", "true")])
     assert mflow(tmp_path, None).returncode == 0
     assert store.exists()
@@ -219,19 +248,53 @@ def test_status_output_is_the_same_on_every_backend(tmp_path: Path, state_url: s
     write_dag(tmp_path, [bash("a", "true"), bash("b", "exit 1", "a"), bash("c", "true", "b")])
     assert mflow(tmp_path, state_url).returncode == 1
     tree = status(tmp_path, state_url)
-    volatile = {"started_at", "ended_at", "heartbeat_at", "pid", "host", "log_path",
-                "log_directory", "taskfile"}
+    volatile = {
+        "started_at",
+        "ended_at",
+        "heartbeat_at",
+        "pid",
+        "host",
+        "log_path",
+        "log_directory",
+        "taskfile",
+    }
 
     def stable(d: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in d.items() if k not in volatile}
 
-    assert stable(tree["run"]) == {"id": 1, "dag": "nightly", "status": "FAILED",
-                                   "parent_run_id": None, "parent_task_id": None}
+    assert stable(tree["run"]) == {
+        "id": 1,
+        "dag": "nightly",
+        "status": "FAILED",
+        "parent_run_id": None,
+        "parent_task_id": None,
+    }
     assert sorted(map(stable, tree["tasks"]), key=lambda t: t["task_id"]) == [
-        {"run_id": 1, "task_id": "a", "state": "SUCCESS", "attempt": 1, "exit_code": 0,
-         "reason": None, "children": []},
-        {"run_id": 1, "task_id": "b", "state": "FAILED", "attempt": 1, "exit_code": 1,
-         "reason": "exit code 1", "children": []},
-        {"run_id": 1, "task_id": "c", "state": "UPSTREAM_FAILED", "attempt": 0,
-         "exit_code": None, "reason": "upstream 'b' failed", "children": []},
+        {
+            "run_id": 1,
+            "task_id": "a",
+            "state": "SUCCESS",
+            "attempt": 1,
+            "exit_code": 0,
+            "reason": None,
+            "children": [],
+        },
+        {
+            "run_id": 1,
+            "task_id": "b",
+            "state": "FAILED",
+            "attempt": 1,
+            "exit_code": 1,
+            "reason": "exit code 1",
+            "children": [],
+        },
+        {
+            "run_id": 1,
+            "task_id": "c",
+            "state": "UPSTREAM_FAILED",
+            "attempt": 0,
+            "exit_code": None,
+            "reason": "upstream 'b' failed",
+            "children": [],
+        },
     ]

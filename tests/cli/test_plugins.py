@@ -61,8 +61,14 @@ def mflow(tmp_path: Path, site: Path, *args: str) -> subprocess.CompletedProcess
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFLOW_")}
     env["MFLOW_HOME"] = str(tmp_path / "home")
     env["PYTHONPATH"] = str(site)
-    return subprocess.run([sys.executable, "-m", "mflow", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "mflow", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def write(tmp_path: Path, *tasks: dict[str, object]) -> None:
@@ -70,9 +76,11 @@ def write(tmp_path: Path, *tasks: dict[str, object]) -> None:
 
 
 def test_plugin_task_types_run_in_a_dag(tmp_path: Path, site: Path) -> None:
-    write(tmp_path,
-          {"id": "greet", "type": "hello", "greeting": "hola", "times": 2},
-          {"id": "py", "type": "pyecho", "text": "hi", "depends": ["greet"]})
+    write(
+        tmp_path,
+        {"id": "greet", "type": "hello", "greeting": "hola", "times": 2},
+        {"id": "py", "type": "pyecho", "text": "hi", "depends": ["greet"]},
+    )
     result = mflow(tmp_path, site)
     assert result.returncode == 0, result.stdout + result.stderr
     greet = (tmp_path / "logs" / "master_1_task_greet.log").read_text()

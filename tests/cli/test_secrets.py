@@ -304,6 +304,7 @@ class SecretProject:
             "the TigerGraph token": self.stub.token,
         }
 
+
 @pytest.fixture
 def secret_project(tmp_path: Path) -> Iterator[SecretProject]:
     encrypted = cryptor_encrypt(PASSWORD, PASSKEY)  # as OpenDataFlow's Cryptor writes it
@@ -462,9 +463,7 @@ def test_no_secret_in_any_output_of_a_run_that_uses_them(
         dumped = env_dump(project.root / name)
         assert "MFLOW_PASSKEY" not in dumped, name
         assert dumped["MFLOW_RUN_ID"]  # it is a task's environment
-        assert_hidden(
-            {**project.secrets, "the wrong passkey": WRONG_PASSKEY}, name, files[name]
-        )
+        assert_hidden({**project.secrets, "the wrong passkey": WRONG_PASSKEY}, name, files[name])
 
 
 def test_env_var_holding_a_password_is_not_passed_to_tasks(
