@@ -233,7 +233,7 @@ def main() -> None:
 
 
 def _store(ctx: typer.Context, state: str | None, config: Path | None, datasources: Path | None):
-    from mflow.state import open_store_from_files
+    from mflow.project import open_store_from_files
 
     outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
     return open_store_from_files(

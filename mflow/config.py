@@ -1,4 +1,4 @@
-"""Reading config.json, tasks.json and the datasources file into frozen dataclasses.
+"""What the files say: config.json, tasks.json and the datasources as frozen dataclasses.
 
 Documents may be JSON or YAML (by extension). The builders here assume the document already
 passed its JSON Schema (`mflow.schema`); semantic checks live in `mflow.project`. Relative paths
@@ -238,10 +238,13 @@ def _char_at(text: str, line: int, column: int) -> str:
 
 @dataclass(frozen=True)
 class Config:
+    """config.json. The defaults here are the only ones: a missing key, a missing file and
+    the README all mean these values."""
+
     path: Path | None = None
     max_process_concurrency: int = 3
     check_new_config_interval: float = 1.0
-    log_directory: Path = Path("logs")
+    log_directory: Path = Path("logs")  # relative: to config.json's directory, or the cwd
     env: Env = ()
     state: str | None = None
     retries: int = 0
@@ -249,19 +252,31 @@ class Config:
     timeout: float | None = None
 
 
+_DEFAULT = Config()
+
+
+def default_config() -> Config:
+    """The configuration of a run without config.json."""
+    return Config(log_directory=Path.cwd() / _DEFAULT.log_directory)
+
+
 def build_config(doc: Mapping[str, Any], path: Path | None, base: Path) -> Config:
     """A Config from a schema-valid document; `base` is the directory paths resolve against."""
-    timeout = doc.get("timeout")
+    timeout = doc.get("timeout", _DEFAULT.timeout)
     state = doc.get("state")
     return Config(
         path=path,
-        max_process_concurrency=int(doc.get("max_process_concurrency", 3)),
-        check_new_config_interval=float(doc.get("check_new_config_interval", 1)),
-        log_directory=_resolve(base, doc.get("log_directory", "./logs/")),
+        max_process_concurrency=int(
+            doc.get("max_process_concurrency", _DEFAULT.max_process_concurrency)
+        ),
+        check_new_config_interval=float(
+            doc.get("check_new_config_interval", _DEFAULT.check_new_config_interval)
+        ),
+        log_directory=_resolve(base, doc.get("log_directory", str(_DEFAULT.log_directory))),
         env=env_pairs(doc.get("env")),
         state=resolve_url(state, base) if state else None,
-        retries=int(doc.get("retries", 0)),
-        retry_delay=parse_duration(doc.get("retry_delay", 10)),
+        retries=int(doc.get("retries", _DEFAULT.retries)),
+        retry_delay=parse_duration(doc.get("retry_delay", _DEFAULT.retry_delay)),
         timeout=parse_duration(timeout) if timeout is not None else None,
     )
 
@@ -411,3 +426,17 @@ def build_datasources(doc: Mapping[str, Any], path: Path | None, display: str) -
             ),
         )
     return Datasources(path=path, connections=MappingProxyType(connections))
+
+
+# --------------------------------------------------------------------------- a project
+
+
+@dataclass(frozen=True)
+class Project:
+    """The config, the DAG and the datasources of one run, loaded and checked together
+    (`mflow.project.load_project`)."""
+
+    config: Config
+    dag: Dag
+    datasources: Datasources
+    taskfile_display: str

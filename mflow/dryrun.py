@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 from mflow.logs import count
 
 if TYPE_CHECKING:
-    from mflow.project import Project
+    from mflow.config import Project
 
 # Lines are written in blocks: one write per line costs more than building the plan when
 # stdout is unbuffered (PYTHONUNBUFFERED, a pipe to `less`...) and the DAG is large.

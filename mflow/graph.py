@@ -1,4 +1,4 @@
-"""The DAG as a networkx graph: dependency checks, cycles with their path, selections.
+"""The DAG's structure: dependency checks, cycles with their path, order, selections.
 
 Edges point from a dependency to its dependent (`a -> b`: b depends on a), so a topological
 order is a valid run order and `ancestors(t)` is everything t needs.
@@ -7,7 +7,7 @@ order is a valid run order and `ancestors(t)` is everything t needs.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from mflow.errors import ConfigError, CycleError, GraphError, MissingDependency
@@ -164,21 +164,29 @@ def topological_order(tasks: Mapping[str, TaskSpec], graph: nx.DiGraph | None = 
     return order
 
 
-def upstream(graph: nx.DiGraph, targets: Sequence[str]) -> set[str]:
+def upstream(tasks: Mapping[str, TaskSpec], targets: Iterable[str]) -> set[str]:
     """The targets and everything they depend on, transitively (`--target`)."""
-    import networkx as nx
-
-    selected = set(targets)
-    for target in targets:
-        selected |= nx.ancestors(graph, target)
+    selected: set[str] = set()
+    stack = [t for t in targets if t in tasks]
+    while stack:
+        name = stack.pop()
+        if name not in selected:
+            selected.add(name)
+            stack.extend(d for d in tasks[name].depends if d in tasks)
     return selected
 
 
-def downstream(graph: nx.DiGraph, sources: Iterable[str]) -> set[str]:
-    """Everything that depends on the sources, transitively (the sources excluded)."""
-    import networkx as nx
-
-    found: set[str] = set()
-    for source in sources:
-        found |= nx.descendants(graph, source)
-    return found
+def downstream(tasks: Mapping[str, TaskSpec], sources: Iterable[str]) -> set[str]:
+    """The sources and everything that depends on them, transitively (`--resume --from`)."""
+    dependents: dict[str, list[str]] = {}
+    for task in tasks.values():
+        for dep in task.depends:
+            dependents.setdefault(dep, []).append(task.id)
+    selected: set[str] = set()
+    stack = [s for s in sources if s in tasks]
+    while stack:
+        name = stack.pop()
+        if name not in selected:
+            selected.add(name)
+            stack.extend(dependents.get(name, ()))
+    return selected

@@ -248,6 +248,7 @@ class ExitWatcher:
         self._poll.register(self._wake_r, select.POLLIN)
         self._watched: dict[int, Process] = {}  # pidfd -> its process
         self._exited: list[Process] = []  # from waiter threads (no pidfd)
+        self._ended: list[Process] = []  # reaped by `wait`, not yet taken
         self._lock = threading.Lock()
 
     @property
@@ -284,9 +285,10 @@ class ExitWatcher:
         except BlockingIOError:  # the pipe is full: the loop will wake anyway
             pass
 
-    def wait(self, timeout: float | None) -> list[Process]:
-        """Processes that ended (reaped), after at most `timeout` seconds."""
-        ended: list[Process] = []
+    def wait(self, timeout: float | None) -> None:
+        """Sleep until something happens, at most `timeout` seconds; processes that ended
+        are reaped and kept for `take_ended`."""
+        ended = self._ended
         ms = None if timeout is None else math.ceil(max(timeout, 0.0) * 1000)
         for fd, _ in self._poll.poll(ms):
             proc = self._watched.get(fd)
@@ -301,11 +303,18 @@ class ExitWatcher:
                 del self._watched[fd]
                 proc.close()
                 ended.append(proc)
-        with self._lock:
-            exited, self._exited = self._exited, []
-        for proc in exited:
-            proc.reap()
-            ended.append(proc)
+        if self._exited:
+            with self._lock:
+                exited, self._exited = self._exited, []
+            for proc in exited:
+                proc.reap()
+                ended.append(proc)
+
+    def take_ended(self) -> list[Process]:
+        """The processes that ended (reaped) since the last call."""
+        ended = self._ended
+        if ended:
+            self._ended = []
         return ended
 
     def close(self) -> None:

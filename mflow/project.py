@@ -1,20 +1,19 @@
-"""A project: the config, the DAG and the datasources of one run, loaded and checked together.
+"""Loading the files: where config.json, tasks.json and the datasources are read and checked.
 
 `load_project` reads the three files, validates each against its schema, builds the frozen
-dataclasses and runs the semantic checks (duplicate ids, unknown types and connections,
-unknown dependencies, cycles). Every problem in every file is collected and raised at once as
-`InvalidInput`; nothing is half-loaded.
+dataclasses of `mflow.config` and runs the semantic checks (duplicate ids, unknown types and
+connections, unknown dependencies, cycles). Every problem in every file is collected and raised
+at once as `InvalidInput`; nothing is half-loaded. `load_config` and `load_datasources` read
+one file alone, and `open_store_from_files` opens the state store those files name (for the
+commands that query the store rather than run a DAG).
 """
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
-from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -23,25 +22,7 @@ from mflow import config as cfg
 from mflow.errors import ConfigError, InvalidInput, SchemaError, UnknownTaskType
 
 if TYPE_CHECKING:
-    import networkx as nx
-
-
-@dataclass(frozen=True)
-class Project:
-    config: cfg.Config
-    dag: cfg.Dag
-    datasources: cfg.Datasources
-    taskfile_display: str
-
-    @cached_property
-    def graph(self) -> nx.DiGraph:
-        from mflow import graph
-
-        return graph.build(self.dag.tasks)
-
-    @property
-    def log_directory(self) -> Path:
-        return self.config.log_directory
+    from mflow.state.base import StateStore
 
 
 @dataclass(frozen=True)
@@ -103,7 +84,7 @@ def load_config(value: str | Path | None) -> cfg.Config:
     if problems:
         raise InvalidInput(_one_line_each(problems))
     if doc is None:
-        return cfg.Config(log_directory=Path.cwd() / "logs")
+        return cfg.default_config()
     path = arg.path.resolve()
     return cfg.build_config(doc, path, path.parent)
 
@@ -112,35 +93,23 @@ def load_project(
     config: str | Path | None = None,
     taskfile: str | Path | None = None,
     datasources: str | Path | None = None,
-) -> Project:
+) -> cfg.Project:
     """Load and check the three files together; raise InvalidInput listing every problem."""
+    from mflow.memory import collector_paused
+
     with collector_paused():
         return _load_project(config, taskfile, datasources)
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a while. Loading a DAG (or printing its plan)
-    allocates millions of objects and no reference cycle: the collector would scan them
-    again and again for nothing (a quarter of the time of a 100,000-task DAG)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _load_project(
     config: str | Path | None, taskfile: str | Path | None, datasources: str | Path | None
-) -> Project:
+) -> cfg.Project:
     problems: list[ConfigError] = []
     try:
         conf = load_config(config)
     except InvalidInput as exc:
         problems.extend(exc.problems)
-        conf = cfg.Config(log_directory=Path.cwd() / "logs")
+        conf = cfg.default_config()
 
     ds_arg = FileArg.of(datasources, cfg.DEFAULT_DATASOURCES)
     ds_doc = _read(ds_arg, "datasources", problems)
@@ -170,7 +139,7 @@ def _load_project(
     problems.extend(graph.check(tasks))
     if problems:
         raise InvalidInput(_one_line_each(_in_file_order(problems)))
-    project = Project(
+    project = cfg.Project(
         config=conf,
         dag=cfg.Dag(
             name=name,
@@ -336,3 +305,13 @@ def load_datasources(value: str | Path | None) -> cfg.Datasources:
         raise InvalidInput(_one_line_each(problems))
     path = arg.path.resolve() if doc is not None else None
     return cfg.build_datasources(doc or {}, path, arg.display)
+
+
+def open_store_from_files(
+    state: str | None, config: str | Path | None, datasources: str | Path | None
+) -> StateStore:
+    """The store the run of these files would use (for `mflow runs`, `status`, `db init`)."""
+    from mflow.state import locate, open_store
+
+    conf = load_config(config)
+    return open_store(locate(state, conf.state, load_datasources(datasources)))

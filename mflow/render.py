@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from mflow.logs import count
 
 if TYPE_CHECKING:
-    from mflow.config import TaskSpec
-    from mflow.project import Project
+    from mflow.config import Project, TaskSpec
 
 
 def _depends(spec: TaskSpec) -> list[str]:

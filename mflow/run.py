@@ -22,7 +22,7 @@ from mflow.events import Listeners
 from mflow.states import TaskState
 
 if TYPE_CHECKING:
-    from mflow.project import Project
+    from mflow.config import Project
     from mflow.runner import Plan
     from mflow.state import StoreLocation
     from mflow.state.base import RunRecord, StateStore, TaskRecord
@@ -65,7 +65,7 @@ def select_tasks(project: Project, options: RunOptions) -> tuple[str, ...]:
     if options.target:
         from mflow import graph
 
-        wanted = graph.upstream(project.graph, [options.target])
+        wanted = graph.upstream(project.dag.tasks, [options.target])
         return tuple(t for t in tasks if t in wanted)
     return tuple(tasks)
 

@@ -14,32 +14,30 @@ from __future__ import annotations
 
 import heapq
 import os
-import queue
 import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mflow import logs, taskenv
 from mflow.errors import ExitCode, InvalidInput
 from mflow.events import Event, Listener, RunEnded, RunNotice, RunStarted, TaskEnded, TaskStarted
-from mflow.process import ExitWatcher, Process, SpawnError, describe_exit, exit_code
+from mflow.executors.base import Attempt, Executor, StartError
+from mflow.executors.local import ProcessExecutor, ThreadExecutor
+from mflow.process import ExitWatcher
 from mflow.states import RunState, TaskState
 from mflow.tasks import registry
-from mflow.tasks.base import SubprocessTaskType, TaskContext, TaskResult
+from mflow.tasks.base import TaskContext, TaskResult
 
 if TYPE_CHECKING:
-    from mflow.config import TaskSpec
-    from mflow.project import Project
+    from mflow.config import Project, TaskSpec
 
 MAX_RETRY_DELAY = 600.0
 SWITCH_INTERVAL = 0.0005  # seconds; see Runner.run
-_NEVER = threading.Event()  # the `cancelled` of tasks that run as a process (see _start)
 
 
 @dataclass(frozen=True)
@@ -63,21 +61,6 @@ class Settings:
     parent_run_id: int | None = None
     parent_task_id: str | None = None
     resumed: bool = False
-    resume_command: str | None = None
-
-
-@dataclass(eq=False)
-class Attempt:
-    spec: TaskSpec
-    number: int
-    started: float
-    log_file: str  # the task log's path, as events carry it
-    ctx: TaskContext
-    process: Process | None = None
-    deadline: float | None = None  # monotonic
-    kill_at: float | None = None  # monotonic: SIGKILL the group (or abandon the thread)
-    timed_out: bool = False
-    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,11 +103,13 @@ class Runner:
         ]
         heapq.heapify(self.ready)
         self.running: dict[str, Attempt] = {}
-        self.by_pid: dict[int, Attempt] = {}
         self.retries: list[tuple[float, str]] = []  # (monotonic due time, task id)
-        self.lingering: list[tuple[float, Process]] = []  # groups outliving their leader
-        self.results: queue.SimpleQueue[tuple[Attempt, TaskResult]] = queue.SimpleQueue()
         self.watcher = ExitWatcher()
+        # Where attempts run: a task that gives a command is a process, any other runs
+        # in-process on a thread (see `_start`).
+        self.processes: Executor = ProcessExecutor(self.watcher)
+        self.threads: Executor = ThreadExecutor(self.watcher)
+        self.executors = (self.processes, self.threads)
         self.stop_signal: int | None = None
         self.halted = False  # --fail-fast tripped
         self.base_env = taskenv.base_env(
@@ -160,13 +145,15 @@ class Runner:
                 ):
                     break
                 self._step()
-            self._wait_for_lingering_groups()
+            self._wait_for_executors()
         finally:
             try:
                 self._deliver()  # what happened before an error still reaches the store
             finally:
                 self._restore_signal_handlers(previous)
                 sys.setswitchinterval(switch_interval)
+                for executor in self.executors:
+                    executor.close()
                 self.watcher.close()
         outcome = self._announce_end(started)
         self._deliver()
@@ -186,20 +173,14 @@ class Runner:
 
     def _step(self) -> None:
         self.listeners.flush()  # (the loop delivered the events just before)
-        for proc in self.watcher.wait(self._next_timer()):
-            attempt = self.by_pid.pop(proc.pid)
-            self._settle(attempt, self._process_result(attempt, proc))
-        while True:
-            try:
-                attempt, result = self.results.get_nowait()
-            except queue.Empty:
-                break
-            if self.running.get(attempt.spec.id) is not attempt:
-                continue  # given up on already (it ignored its cancellation)
-            if attempt.timed_out or attempt.cancelled:
-                ok = result.state is TaskState.SUCCESS
-                result = self._interpret(attempt, ok, result.exit_code, result.reason or "ended")
-            self._settle(attempt, result)
+        self.watcher.wait(self._next_timer())
+        for executor in self.executors:
+            for attempt, result in executor.collect():
+                if self.running.get(attempt.spec.id) is not attempt:
+                    continue  # given up on already (it ignored its cancellation)
+                if attempt.timed_out or attempt.cancelled:
+                    result = self._interpret(attempt, result)
+                self._settle(attempt, result)
         self._run_timers()
 
     def _next_timer(self) -> float:
@@ -207,7 +188,10 @@ class Runner:
         due = [self.next_config_check]
         due += [a.deadline for a in self.running.values() if a.deadline and not a.timed_out]
         due += [a.kill_at for a in self.running.values() if a.kill_at]
-        due += [t for t, _ in self.lingering]
+        for executor in self.executors:
+            when = executor.next_due()
+            if when is not None:
+                due.append(when)
         if self.retries:
             due.append(self.retries[0][0])
         return max(0.0, min(due) - now)
@@ -222,13 +206,8 @@ class Runner:
                 self._terminate(attempt, now)
             elif attempt.kill_at and now >= attempt.kill_at:
                 self._kill(attempt)
-        still = []
-        for kill_at, proc in self.lingering:
-            if now >= kill_at:
-                proc.signal_group(signal.SIGKILL)
-            elif proc.group_alive():
-                still.append((kill_at, proc))
-        self.lingering = still
+        for executor in self.executors:
+            executor.tick(now)
         while self.retries and self.retries[0][0] <= now:
             _, tid = heapq.heappop(self.retries)
             if self.stop_signal is None and not self.halted:
@@ -245,6 +224,22 @@ class Runner:
             self._start(self.project.dag.tasks[tid])
 
     def _start(self, spec: TaskSpec) -> None:
+        attempt = self._prepare(spec)
+        if attempt is None:
+            return  # it could not be prepared: settled already
+        executor = self.processes if attempt.command is not None else self.threads
+        attempt.executor = executor
+        try:
+            executor.start(attempt)
+        except StartError as exc:
+            self._emit_started(attempt)
+            self._settle(attempt, TaskResult.failure(str(exc), exc.exit_code))
+            return
+        self._emit_started(attempt)
+
+    def _prepare(self, spec: TaskSpec) -> Attempt | None:
+        """The next attempt of a task: its context and what it runs. A task that cannot be
+        prepared (an unset variable, a plugin's bug) is settled as FAILED here."""
         number = self.attempts[spec.id] + 1
         self.attempts[spec.id] = number
         self.state[spec.id] = TaskState.RUNNING
@@ -259,89 +254,48 @@ class Runner:
             project=self.project,
             state_url=self.settings.state_url,
             timeout=spec.timeout,
-            # Only a task running in-process is told to stop through this event; a process
-            # gets signals. One never-set event serves every process-only task.
-            cancelled=_NEVER if isinstance(task_type, SubprocessTaskType) else threading.Event(),
         )
-        attempt = Attempt(spec, number, time.time(), str(log_path), ctx)
+        attempt = Attempt(spec, number, time.time(), str(log_path), ctx, task_type, None, "")
         if spec.timeout is not None:
             attempt.deadline = time.monotonic() + spec.timeout
         self.running[spec.id] = attempt
-        fd = logs.open_task_log(log_path)
         try:
+            attempt.command = command = task_type.command(spec, ctx)
+            attempt.shown = command.display if command else task_type.describe(spec, ctx)
+        except Exception as exc:  # a late input problem (unset variable...) or a plugin bug
+            fd = logs.open_task_log(log_path)
             try:
-                command = task_type.command(spec, ctx)
-                shown = command.display if command else task_type.describe(spec, ctx)
-            except Exception as exc:  # a late input problem (unset variable...) or a plugin bug
                 os.write(fd, f"mflow: cannot prepare the task: {exc}\n".encode())
-                self._emit_started(attempt, None, spec.type)
-                self._settle(attempt, TaskResult.failure(f"cannot prepare the task: {exc}"))
-                return
-            header = logs.attempt_header(
-                ctx.run_id, spec.id, number, spec.retries + 1, shown, attempt.started
-            )
-            os.write(fd, header.encode())
-            if command is None:
-                if ctx.cancelled is _NEVER:  # a process type that runs in-process after all
-                    attempt.ctx = replace(ctx, cancelled=threading.Event())
-                self._emit_started(attempt, None, shown)
-                log = os.fdopen(os.dup(fd), "a", buffering=1, encoding="utf-8", errors="replace")
-                threading.Thread(
-                    target=self._run_in_thread, args=(attempt, task_type, log), daemon=True
-                ).start()
-                return
-            try:
-                proc = self.watcher.start(command.argv, command.env, command.cwd, fd)
-            except SpawnError as exc:
-                os.write(fd, f"mflow: {exc}\n".encode())
-                self._emit_started(attempt, None, shown)
-                self._settle(attempt, TaskResult.failure(str(exc), exc.exit_code))
-                return
-        finally:
-            os.close(fd)
-        attempt.process = proc
-        self.by_pid[proc.pid] = attempt
-        self._emit_started(attempt, proc.pid, shown)
+            finally:
+                os.close(fd)
+            attempt.shown = spec.type
+            self._emit_started(attempt)
+            self._settle(attempt, TaskResult.failure(f"cannot prepare the task: {exc}"))
+            return None
+        return attempt
 
-    def _run_in_thread(self, attempt: Attempt, task_type: Any, log: Any) -> None:
-        try:
-            result = task_type.run(attempt.spec, attempt.ctx, log)
-        except Exception as exc:  # a bug in the task type must not take the run down
-            log.write(traceback.format_exc())
-            result = TaskResult.failure(f"{type(exc).__name__}: {exc}")
-        finally:
-            log.close()
-        self.results.put((attempt, result))
-        self.watcher.wake()
-
-    def _emit_started(self, attempt: Attempt, pid: int | None, command: str) -> None:
+    def _emit_started(self, attempt: Attempt) -> None:
         self.emit(
             TaskStarted(
                 self.settings.run_id,
                 attempt.spec.id,
                 attempt.number,
-                pid,
+                attempt.pid,
                 attempt.log_file,
-                command,
+                attempt.shown,
                 attempt.started,
             )
         )
 
     # ----------------------------------------------------------------- settling
 
-    def _process_result(self, attempt: Attempt, proc: Process) -> TaskResult:
-        rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
-        if (attempt.timed_out or attempt.cancelled) and proc.group_alive():
-            # The leader is gone but part of its tree is not: finish the job later.
-            self.lingering.append((attempt.kill_at or time.monotonic(), proc))
-        return self._interpret(attempt, rc == 0, exit_code(rc), describe_exit(rc))
-
-    def _interpret(self, attempt: Attempt, ok: bool, code: int | None, how: str) -> TaskResult:
+    def _interpret(self, attempt: Attempt, result: TaskResult) -> TaskResult:
+        """What an attempt's end means once it was timed out or cancelled."""
+        code = result.exit_code
+        how = result.reason or (f"exit code {code}" if code is not None else "ended")
         if attempt.cancelled:
             return TaskResult(TaskState.CANCELLED, code, f"cancelled ({how})")
-        if attempt.timed_out:
-            return TaskResult.failure(f"timed out after {logs.seconds(attempt.spec.timeout)}", code)
-        return TaskResult.success(code) if ok else TaskResult.failure(how, code)
+        return TaskResult.failure(f"timed out after {logs.seconds(attempt.spec.timeout)}", code)
 
     def _settle(self, attempt: Attempt, result: TaskResult) -> None:
         spec = attempt.spec
@@ -351,7 +305,7 @@ class Runner:
             retry_in = min(spec.retry_delay * 2 ** (attempt.number - 1), MAX_RETRY_DELAY)
             heapq.heappush(self.retries, (time.monotonic() + retry_in, spec.id))
         self.state[spec.id] = state if retry_in is None else TaskState.NONE
-        pid = attempt.process.pid if attempt.process else None
+        pid = attempt.pid
         self.emit(
             TaskEnded(
                 self.settings.run_id,
@@ -413,20 +367,17 @@ class Runner:
     # ----------------------------------------------------------------- stopping
 
     def _terminate(self, attempt: Attempt, now: float) -> None:
-        """SIGTERM the task's group (or tell its thread), SIGKILL after the grace period."""
-        attempt.kill_at = now + registry.get(attempt.spec.type).kill_grace
-        if attempt.process is not None:
-            attempt.process.signal_group(signal.SIGTERM)
-        else:
-            attempt.ctx.cancelled.set()
+        """Ask the attempt to stop; it is killed at the end of its type's grace period."""
+        attempt.kill_at = now + attempt.task_type.kill_grace
+        assert attempt.executor is not None
+        attempt.executor.terminate(attempt)
 
     def _kill(self, attempt: Attempt) -> None:
         attempt.kill_at = None
-        if attempt.process is not None:
-            attempt.process.signal_group(signal.SIGKILL)
-        else:  # a thread cannot be killed: stop waiting for it
-            how = "did not stop within the grace period"
-            self._settle(attempt, self._interpret(attempt, False, None, how))
+        assert attempt.executor is not None
+        if attempt.executor.kill(attempt):  # it cannot be killed: stop waiting for it
+            gone = TaskResult.failure("did not stop within the grace period")
+            self._settle(attempt, self._interpret(attempt, gone))
 
     def _cancel_all(self) -> None:
         now = time.monotonic()
@@ -459,8 +410,9 @@ class Runner:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
-    def _wait_for_lingering_groups(self) -> None:
-        while self.lingering:
+    def _wait_for_executors(self) -> None:
+        """Process groups outliving a cancelled task's leader are killed before the run ends."""
+        while any(executor.busy() for executor in self.executors):
             self.watcher.wait(0.05)
             self._run_timers()
 
@@ -547,7 +499,6 @@ class Runner:
                 time=time.time(),
                 exit_code=int(code),
                 failed=failed,
-                resume_command=self.settings.resume_command if code != ExitCode.OK else None,
             )
         )
         return Outcome(run_state, code, counts)

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 from mflow.config import expand_vars
 
 if TYPE_CHECKING:
-    from mflow.config import TaskSpec
-    from mflow.project import Project
+    from mflow.config import Project, TaskSpec
 
 # Never handed to a task: the passkey decrypts every password in the datasources.
 SECRET_ENV = ("MFLOW_PASSKEY",)

@@ -12,7 +12,7 @@ import pytest
 from mflow.events import Event, TaskEnded, TaskStarted
 
 if TYPE_CHECKING:
-    from mflow.project import Project
+    from mflow.config import Project
 
 # The state store backends a parametrised test runs on (each needs only its own service).
 STATE_BACKENDS = [

@@ -109,13 +109,3 @@ def open_store(location: StoreLocation) -> StateStore:
         raise BackendUnavailable(
             f"state store {location.display}: driver '{missing}' is not installed ({fix})"
         ) from None
-
-
-def open_store_from_files(
-    state: str | None, config: Path | None, datasources: Path | None
-) -> StateStore:
-    """The store the run of these files would use (for `mflow runs`, `status`, `db init`)."""
-    from mflow.project import load_config, load_datasources
-
-    conf = load_config(config)
-    return open_store(locate(state, conf.state, load_datasources(datasources)))

@@ -22,8 +22,7 @@ from mflow.process import KILL_GRACE
 from mflow.states import TaskState
 
 if TYPE_CHECKING:
-    from mflow.config import Datasource, Datasources, TaskSpec
-    from mflow.project import Project
+    from mflow.config import Datasource, Datasources, Project, TaskSpec
 
 
 @dataclass(frozen=True)

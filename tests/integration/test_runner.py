@@ -92,7 +92,7 @@ def test_an_end_is_announced_in_order_after_its_dependents_started(tmp_path: Pat
     runner.run()
     assert seen["events"] == [("TaskStarted", "a"), ("TaskEnded", "a")]
     attempt = seen["b"]
-    assert attempt is not None and attempt.process is not None
+    assert attempt is not None and attempt.pid is not None
     assert (log_dir / "master_1_task_b.log").read_text().startswith("===== mflow ")
 
 

@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from mflow.config import build_datasources
+from mflow.config import Project, build_datasources
 from mflow.connections import create_engine, sqlalchemy_target
-from mflow.project import Project, load_project
+from mflow.project import load_project
 from mflow.states import TaskState
 from mflow.tasks.base import TaskContext, TaskResult
 from mflow.tasks.sql import SqlTask

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from support import run_project
 
-from mflow.project import Project, load_project
+from mflow.config import Project
+from mflow.project import load_project
 from mflow.states import TaskState
 from mflow.tasks.base import TaskContext, TaskResult
 from mflow.tasks.sql import MAX_ROWS, SqlTask

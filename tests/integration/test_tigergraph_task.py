@@ -14,7 +14,8 @@ import pytest
 from support import run_project
 from tg_stub import TigerGraphStub, running
 
-from mflow.project import Project, load_project
+from mflow.config import Project
+from mflow.project import load_project
 from mflow.states import TaskState
 from mflow.tasks.base import TaskContext, TaskResult
 from mflow.tasks.tigergraph import STREAM_REFUSED, GsqlBatchTask, GsqlStreamTask
