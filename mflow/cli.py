@@ -145,9 +145,9 @@ def _run(
     if ctx.invoked_subcommand is not None:
         ctx.obj = FileOptions(config, taskfile, datasources, state)
         return
-    from mflow.run import RunOptions, execute
+    from mflow.plan import RunRequest
 
-    options = RunOptions(
+    request = RunRequest(
         config=config,
         taskfile=taskfile,
         datasources=datasources,
@@ -156,15 +156,48 @@ def _run(
         oneshot=oneshot,
         target=target,
         fail_fast=fail_fast,
-        dry_run=dry_run,
         allow_concurrent=allow_concurrent,
         state=state,
         log_dir=log_dir,
-        quiet=quiet,
-        json=json_output,
         parent=parent,
     )
-    raise typer.Exit(int(execute(options)))
+    if dry_run:
+        from mflow import render
+        from mflow.dryrun import planned_tasks
+        from mflow.run import dry_run as plan_only
+
+        plan = plan_only(request)
+        render.print_plan(plan, planned_tasks(plan), json_output=json_output)
+        return
+    from mflow.console import make_console
+    from mflow.run import execute
+
+    view = make_console(quiet=quiet, json_output=json_output, resume=_resume_argv(request))
+    result = execute(request, view)
+    if result.store_error:
+        print(
+            f"mflow: {result.store_error} (the logs in {result.log_dir} have the full record)",
+            file=sys.stderr,
+        )
+    raise typer.Exit(int(result.exit_code))
+
+
+def _resume_argv(request) -> list:  # a RunRequest -> the command that continues its run
+    from mflow.state import mask_url
+
+    argv = ["mflow"]
+    for flag, value in (
+        ("--config", request.config),
+        ("--taskfile", request.taskfile),
+        ("--datasources", request.datasources),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    if request.state:
+        argv += ["--state", mask_url(request.state)]
+    if request.log_dir:
+        argv += ["--log-dir", str(request.log_dir)]
+    return [*argv, "--resume"]
 
 
 app.callback(invoke_without_command=True)(_run)
@@ -263,26 +296,15 @@ def runs(
     json_output: JsonOpt = False,
 ) -> None:
     """Recent runs, most recent first."""
-    from mflow.errors import ConfigError
-    from mflow.states import RunState
-    from mflow.status import print_runs
+    from mflow import queries, render
 
-    wanted = None
-    if status is not None:
-        try:
-            wanted = RunState(status.upper())
-        except ValueError:
-            raise ConfigError(
-                f"--status: unknown run status '{status}'",
-                json_path="",
-                hint="one of: " + ", ".join(s.value for s in RunState),
-            ) from None
+    wanted = queries.parse_run_state(status)
     store = _store(ctx, state, config, datasources)
     try:
-        found = store.list_runs(dag=dag, status=wanted, limit=limit)
+        found = queries.list_runs(store, dag=dag, status=wanted, limit=limit)
     finally:
         store.close()
-    print_runs(found, json_output=json_output, tty=_tty())
+    render.print_runs(found, json_output=json_output, tty=_tty())
 
 
 @app.command()
@@ -300,23 +322,19 @@ def status(
     """The tasks of a run: state, attempt, duration, exit code, log; child runs nested."""
     import json
 
-    from mflow.errors import RunNotFound
-    from mflow.status import print_tree_plain, print_tree_rich, run_tree, tree_dict
+    from mflow import queries, render
 
     store = _store(ctx, state, config, datasources)
     try:
-        run = store.get_run(run_id) if run_id is not None else store.latest_run(dag)
-        if run is None:
-            raise RunNotFound(f"no runs{f' of DAG {dag}' if dag else ''} in {store.display_url}")
-        tree = run_tree(store, run)
+        tree = queries.status(store, run_id, dag)
     finally:
         store.close()
     if json_output:
-        typer.echo(json.dumps(tree_dict(tree), indent=2))
+        typer.echo(json.dumps(queries.tree_dict(tree), indent=2))
     elif _tty():
-        print_tree_rich(tree)
+        render.print_tree_rich(tree)
     else:
-        print_tree_plain(tree)
+        render.print_tree_plain(tree)
 
 
 @app.command()
@@ -335,10 +353,10 @@ def logs(
     """Print a task's log (the output of every attempt)."""
     import json
 
-    from mflow.errors import ConfigError, RunNotFound
+    from mflow import queries
+    from mflow.errors import ConfigError
     from mflow.state.base import STALE_AFTER, is_stale
     from mflow.states import RunState
-    from mflow.status import follow_log, record_dict
 
     if follow and json_output:
         raise ConfigError(
@@ -348,12 +366,8 @@ def logs(
         )
     store = _store(ctx, state, config, datasources)
     try:
-        store.get_run(run_id)
-        row = next((r for r in store.tasks(run_id) if r.task_id == task), None)
-        if row is None:
-            raise RunNotFound(f"run {run_id} has no task '{task}'")
         if follow:
-            run = follow_log(store, run_id, row, sys.stdout)
+            run = _follow(queries.follow_log(store, run_id, queries.find_task(store, run_id, task)))
             if run.status is RunState.RUNNING and is_stale(run):  # nothing more will come
                 typer.echo(
                     f"mflow: stopped following: run {run_id} is recorded as RUNNING but its "
@@ -363,19 +377,28 @@ def logs(
                     err=True,
                 )
             return
+        found = queries.task_log(store, run_id, task)
     finally:
         store.close()
-    text = ""
-    if row.log_path and Path(row.log_path).exists():
-        text = Path(row.log_path).read_text(encoding="utf-8", errors="replace")
+    row = found.task
     if json_output:
-        typer.echo(json.dumps({**record_dict(row), "text": text}, indent=2))
+        typer.echo(json.dumps({**queries.record_dict(row), "text": found.text or ""}, indent=2))
     elif row.log_path is None:
         typer.echo(
             f"task {task} of run {run_id} has not started (state {row.state.value})", err=True
         )
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(found.text or "")
+
+
+def _follow(chunks):  # write a log as it grows; return the generator's value (the run)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration as stop:
+            return stop.value
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
 
 
 # --------------------------------------------------------------------------- db, crypt

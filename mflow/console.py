@@ -8,9 +8,11 @@ goes on and its logs and store are the record.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import IO, Any
 
 from mflow.events import Event, RunEnded, RunNotice, RunStarted, TaskEnded, TaskStarted, event_dict
@@ -18,21 +20,30 @@ from mflow.logs import count, counts_text, seconds
 from mflow.states import TaskState
 
 
-def summary_lines(event: RunEnded) -> list[str]:
+def resume_command(resume: Sequence[str] | None, event: RunEnded) -> str | None:
+    """The command that continues the run, when it did not succeed."""
+    if not resume or event.exit_code == 0:
+        return None
+    return shlex.join([*resume, str(event.run_id)])
+
+
+def summary_lines(event: RunEnded, resume: Sequence[str] | None = None) -> list[str]:
     took = seconds(event.time - event.started)
     lines = [f"run {event.run_id} {event.state} in {took}: {counts_text(event.counts)}"]
     width = max((len(tid) for tid, _ in event.failed), default=0)
     for tid, log_path in event.failed:
         lines.append(f"  failed: {tid:<{width}}  log: {log_path}")
-    if event.resume_command:
-        lines.append(f"resume with: {event.resume_command}")
+    command = resume_command(resume, event)
+    if command:
+        lines.append(f"resume with: {command}")
     return lines
 
 
 class _Output:
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, resume: Sequence[str] | None = None) -> None:
         self.stream = stream or sys.stdout
         self.broken = self.stream is None  # started with stdout closed (`mflow >&-`)
+        self.resume = resume  # the command that continues a run, without its id
 
     def line(self, text: str) -> None:
         if self.broken:
@@ -58,7 +69,7 @@ class QuietConsole(_Output):
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RunEnded):
-            for text in summary_lines(event):
+            for text in summary_lines(event, self.resume):
                 self.line(text)
 
 
@@ -66,7 +77,10 @@ class JsonConsole(_Output):
     """One JSON object per event on stdout (`--json`)."""
 
     def handle(self, event: Event) -> None:
-        self.line(json.dumps(event_dict(event), separators=(",", ":")))
+        data = event_dict(event)
+        if isinstance(event, RunEnded):
+            data["resume_command"] = resume_command(self.resume, event)
+        self.line(json.dumps(data, separators=(",", ":")))
 
 
 def plain_event(event: Event) -> str | None:
@@ -106,7 +120,7 @@ class PlainConsole(_Output):
         if text is not None:
             self.line(text)
         if isinstance(event, RunEnded):
-            for text in summary_lines(event):
+            for text in summary_lines(event, self.resume):
                 self.line(text)
 
 
@@ -125,10 +139,11 @@ class LiveConsole:
 
     Failures and notices are printed above the view as they happen."""
 
-    def __init__(self) -> None:
+    def __init__(self, resume: Sequence[str] | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
+        self.resume = resume
         self.console = Console(highlight=False)
         self.lock = threading.Lock()
         self.running: dict[str, tuple[float, int]] = {}  # task -> (started, attempt)
@@ -185,7 +200,7 @@ class LiveConsole:
         elif isinstance(event, RunEnded):
             self.close()
             style = "green" if event.exit_code == 0 else "bold red"
-            for i, text in enumerate(summary_lines(event)):
+            for i, text in enumerate(summary_lines(event, self.resume)):
                 self.console.print(text, style=style if i == 0 else None, markup=False)
 
     def _update(self, event: Event) -> None:
@@ -216,14 +231,15 @@ class LiveConsole:
             self.live_started = False
 
 
-def make_console(*, quiet: bool, json_output: bool) -> Any:
-    """The view that fits: --json, --quiet, a terminal, or anything else."""
+def make_console(*, quiet: bool, json_output: bool, resume: Sequence[str] | None = None) -> Any:
+    """The view that fits: --json, --quiet, a terminal, or anything else. `resume` is the
+    command that continues a run, without the run id; the summary shows it after a failure."""
     if json_output:
-        return JsonConsole()
+        return JsonConsole(resume=resume)
     if quiet:
-        return QuietConsole()
+        return QuietConsole(resume=resume)
     try:
         tty = sys.stdout.isatty()
     except (AttributeError, ValueError):
         tty = False
-    return LiveConsole() if tty else PlainConsole()
+    return LiveConsole(resume) if tty else PlainConsole(resume=resume)

@@ -84,7 +84,6 @@ class RunEnded:
     time: float
     exit_code: int
     failed: tuple[tuple[str, str | None], ...] = ()  # (task id, log path) of failed tasks
-    resume_command: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,14 +1,29 @@
-"""Showing a DAG: a rich tree for people, Graphviz DOT and JSON for tools."""
+"""Text for people and tools: DAGs, runs, a run's task tree, a dry run's plan.
+
+The faces' printing lives here (and the live run views in `mflow.console`): the core returns
+data (`mflow.queries`, `mflow.dryrun`), these functions show it as a rich table or tree on a
+terminal, plain aligned text in a pipe, or JSON.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+import sys
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import IO, TYPE_CHECKING
 
-from mflow.logs import count
+from mflow.logs import count, seconds
+from mflow.queries import record_dict
+from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
     from mflow.config import Project, TaskSpec
+    from mflow.dryrun import PlannedTask
+    from mflow.plan import RunPlan
+    from mflow.queries import RunTree
+    from mflow.state.base import RunRecord, TaskRecord
 
 
 def _depends(spec: TaskSpec) -> list[str]:
@@ -86,3 +101,213 @@ def graph_json(project: Project) -> str:
         },
         indent=2,
     )
+
+
+# ------------------------------------------------------------------------- runs and tasks
+
+
+def when(t: float | None) -> str:
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "-"
+
+
+def duration(start: float | None, end: float | None, running: bool = False) -> str:
+    if start is None:
+        return "-"
+    if end is None:
+        return seconds(time.time() - start) + "…" if running else "-"
+    return seconds(end - start)
+
+
+def run_line(run: RunRecord) -> str:
+    parent = (
+        f"  parent run {run.parent_run_id} task {run.parent_task_id}"
+        if run.parent_run_id is not None
+        else ""
+    )
+    took = duration(run.started_at, run.ended_at, run.status is RunState.RUNNING)
+    return (
+        f"run {run.id} {run.dag} {run.status}  started {when(run.started_at)}  took {took}"
+        f"  host {run.host} pid {run.pid}{parent}"
+    )
+
+
+def _task_cells(row: TaskRecord) -> list[str]:
+    return [
+        row.task_id,
+        row.state.value,
+        str(row.attempt),
+        duration(row.started_at, row.ended_at, row.state is TaskState.RUNNING),
+        "-" if row.exit_code is None else str(row.exit_code),
+        row.log_path or "-",
+        row.reason or "",
+    ]
+
+
+_HEADERS = ["TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "LOG", "REASON"]
+
+
+def _aligned(rows: list[list[str]], indent: str) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        (indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))).rstrip()
+        for row in rows
+    ]
+
+
+def print_tree_plain(tree: RunTree, out: IO[str] = sys.stdout, indent: str = "") -> None:
+    """The run line, its task table, and under each task the child runs it started."""
+    out.write(indent + run_line(tree.run) + "\n")
+    if not tree.tasks:
+        out.write(indent + "  (no tasks recorded)\n")
+        return
+    rows = [_task_cells(n.task) for n in tree.tasks]
+    headers = _HEADERS
+    if not any(row[-1] for row in rows):  # no task has a reason: leave the column out
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    lines = _aligned([headers, *rows], indent + "  ")
+    out.write(lines[0] + "\n")
+    for node, line in zip(tree.tasks, lines[1:], strict=True):
+        out.write(line + "\n")
+        for child in node.children:
+            print_tree_plain(child, out, indent + "    ")
+
+
+_STYLE = {
+    "SUCCESS": "green",
+    "FAILED": "bold red",
+    "UPSTREAM_FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "NONE": "dim",
+}
+
+
+def print_tree_rich(tree: RunTree) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.tree import Tree
+
+    def table(t: RunTree) -> Table:
+        tab = Table(box=None, pad_edge=False, header_style="bold")
+        for name in _HEADERS:
+            tab.add_column(name.lower(), overflow="fold")
+        for node in t.tasks:
+            cells = _task_cells(node.task)
+            tab.add_row(*cells[:1], f"[{_STYLE[cells[1]]}]{cells[1]}[/]", *cells[2:])
+        return tab
+
+    def build(t: RunTree, parent: Tree | None) -> Tree:
+        style = _STYLE.get(t.run.status.value, "")
+        label = f"[{style}]{run_line(t.run)}[/]"
+        node = Tree(label) if parent is None else parent.add(label)
+        node.add(table(t))
+        for task_node in t.tasks:
+            for child in task_node.children:
+                build(child, node.add(f"[dim]task {task_node.task.task_id} started:[/]"))
+        return node
+
+    Console(highlight=False).print(build(tree, None))
+
+
+def print_runs(runs: list[RunRecord], *, json_output: bool, tty: bool) -> None:
+    if json_output:
+        print(json.dumps([record_dict(r) for r in runs], indent=2))
+        return
+    headers = ["RUN", "DAG", "STATUS", "STARTED", "DURATION", "HOST", "PID", "PARENT"]
+    rows = [
+        [
+            str(r.id),
+            r.dag,
+            r.status.value,
+            when(r.started_at),
+            duration(r.started_at, r.ended_at, r.status is RunState.RUNNING),
+            r.host,
+            str(r.pid),
+            f"{r.parent_run_id}:{r.parent_task_id}" if r.parent_run_id is not None else "-",
+        ]
+        for r in runs
+    ]
+    if tty:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for name in headers:
+            table.add_column(name.lower())
+        for row in rows:
+            table.add_row(*row[:2], f"[{_STYLE[row[2]]}]{row[2]}[/]", *row[3:])
+        Console(highlight=False).print(table)
+    elif rows:
+        print("\n".join(_aligned([headers, *rows], "")))
+    else:
+        print("no runs")
+
+
+# ------------------------------------------------------------------------- a dry run
+
+# Lines are written in blocks: one write per line costs more than building the plan when
+# stdout is unbuffered (PYTHONUNBUFFERED, a pipe to `less`...) and the DAG is large.
+_BLOCK = 2000
+
+
+def print_plan(
+    plan: RunPlan, tasks: Iterable[PlannedTask], *, json_output: bool, out: IO[str] | None = None
+) -> None:
+    """A dry run: the heading, then each task in start order with what it would run."""
+    from mflow.memory import collector_paused
+
+    out = out or sys.stdout
+    with collector_paused():
+        if json_output:
+            _plan_json(plan, tasks, out)
+        else:
+            _plan_text(plan, tasks, out)
+
+
+def _plan_text(plan: RunPlan, tasks: Iterable[PlannedTask], out: IO[str]) -> None:
+    project = plan.project
+    total = len(plan.tasks)
+    width = len(str(total))
+    indent = " " * (width + 2)
+    lines = [
+        f"dry run of {project.dag.name} ({project.taskfile_display}): "
+        f"{count(total, 'task')}, at most {plan.concurrency} at once; nothing is run"
+    ]
+    try:
+        for task in tasks:
+            if task.kept:
+                lines.append(
+                    f"{task.position:>{width}}. {task.task_id} [{task.type}] already SUCCESS, kept"
+                )
+                continue
+            waits = f" after {', '.join(task.after)}" if task.after else ""
+            lines.append(f"{task.position:>{width}}. {task.task_id} [{task.type}]{waits}")
+            lines.append(indent + (task.runs or ""))
+            if len(lines) >= _BLOCK:
+                out.write("\n".join(lines) + "\n")
+                lines.clear()
+    finally:  # the lines so far, also when a task type fails to describe its task
+        if lines:
+            out.write("\n".join(lines) + "\n")
+
+
+def _plan_json(plan: RunPlan, tasks: Iterable[PlannedTask], out: IO[str]) -> None:
+    project = plan.project
+    document = {
+        "dag": project.dag.name,
+        "taskfile": str(project.dag.path),
+        "resumes": plan.previous.id if plan.previous is not None else None,
+        "concurrency": plan.concurrency,
+        "tasks": [
+            {
+                "position": t.position,
+                "id": t.task_id,
+                "type": t.type,
+                "after": list(t.after),
+                "runs": t.runs,
+                "kept": t.kept,
+            }
+            for t in tasks
+        ],
+    }
+    out.write(json.dumps(document, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""`mflow logs --follow` (mflow.status.follow_log) against a scripted store: the moments a real
+"""`mflow logs --follow` (mflow.queries.follow_log) against a scripted store: the moments a real
 run makes too rare to hit on purpose. tests/cli/test_queries.py follows real runs."""
 
 from __future__ import annotations
@@ -7,13 +7,22 @@ import io
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
+from mflow.queries import follow_log
 from mflow.state.base import STALE_AFTER, RunRecord, StateStore, TaskRecord, this_host
 from mflow.states import RunState, TaskState
-from mflow.status import follow_log
+
+
+def drain(chunks: Iterator[str], out: io.StringIO) -> RunRecord:
+    """Write what the follow yields; return its value (the run as last seen)."""
+    while True:
+        try:
+            out.write(next(chunks))
+        except StopIteration as stop:
+            return stop.value
 
 
 class ScriptedStore:
@@ -59,7 +68,7 @@ def test_lines_written_just_before_the_task_ends_are_printed(tmp_path: Path) -> 
     store = ScriptedStore(log, [still_running, writes_last_line_and_ends])
     out = io.StringIO()
     task = TaskRecord(1, "t", TaskState.RUNNING, 1, 1.0, log_path=str(log))
-    follow_log(cast(StateStore, store), 1, task, out, poll=0)
+    drain(follow_log(cast(StateStore, store), 1, task, poll=0), out)
     assert out.getvalue() == "first\nlast\n"
 
 
@@ -73,7 +82,9 @@ def test_a_run_whose_mflow_is_gone_ends_the_follow(tmp_path: Path) -> None:
     task = TaskRecord(1, "t", TaskState.RUNNING, 1, 1.0, log_path=str(log))
     seen: list[RunRecord] = []
     follower = threading.Thread(
-        target=lambda: seen.append(follow_log(cast(StateStore, store), 1, task, out, poll=0.01)),
+        target=lambda: seen.append(
+            drain(follow_log(cast(StateStore, store), 1, task, poll=0.01), out)
+        ),
         daemon=True,
     )
     follower.start()

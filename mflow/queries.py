@@ -1,0 +1,180 @@
+"""What operators ask the store: recent runs, a run's tasks (child runs nested), a task's log.
+
+Every query takes a store and plain arguments and returns data (records, `RunTree`,
+`TaskLog`); the CLI prints it (`mflow.render`), the HTTP API serialises it (`tree_dict`,
+`record_dict`). None of them prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mflow.errors import ConfigError, RunNotFound
+from mflow.state.base import RunRecord, StateStore, TaskRecord, is_stale
+from mflow.states import TERMINAL, RunState, TaskState
+
+_TASK_ORDER = {
+    TaskState.SUCCESS: 0,
+    TaskState.FAILED: 0,
+    TaskState.CANCELLED: 0,
+    TaskState.RUNNING: 1,
+    TaskState.UPSTREAM_FAILED: 2,
+    TaskState.NONE: 3,
+}
+
+
+@dataclass
+class TaskNode:
+    task: TaskRecord
+    children: list[RunTree] = field(default_factory=list)
+
+
+@dataclass
+class RunTree:
+    run: RunRecord
+    tasks: list[TaskNode]
+
+
+def run_tree(store: StateStore, run: RunRecord, depth: int = 0) -> RunTree:
+    """The run, its tasks in the order they ran, each with the child runs it started."""
+    rows = sorted(
+        store.tasks(run.id),
+        key=lambda r: (_TASK_ORDER[r.state], r.started_at or 0.0, r.task_id),
+    )
+    by_task: dict[str, list[RunRecord]] = {}
+    if depth < 20:  # a guard against a corrupt store pointing in circles
+        for child in store.child_runs(run.id):
+            by_task.setdefault(child.parent_task_id or "", []).append(child)
+    nodes = [
+        TaskNode(row, [run_tree(store, c, depth + 1) for c in by_task.get(row.task_id, [])])
+        for row in rows
+    ]
+    return RunTree(run, nodes)
+
+
+def tree_dict(tree: RunTree) -> dict[str, Any]:
+    return {
+        "run": record_dict(tree.run),
+        "tasks": [
+            {**record_dict(n.task), "children": [tree_dict(c) for c in n.children]}
+            for n in tree.tasks
+        ],
+    }
+
+
+def record_dict(record: RunRecord | TaskRecord) -> dict[str, Any]:
+    data = asdict(record)
+    for key, value in data.items():
+        if isinstance(value, RunState | TaskState):
+            data[key] = value.value
+    return data
+
+
+def follow_log(
+    store: StateStore, run_id: int, task: TaskRecord, poll: float = 0.5
+) -> Iterator[str]:
+    """The task log as it grows, chunk by chunk, until the task has ended and the file stops
+    growing; the generator's return value (StopIteration.value) is the run as last seen.
+
+    A task has ended when its row is in a final state with no retry to come, or when its run
+    has ended or been abandoned (its mflow killed: the store still says RUNNING, but
+    `is_stale`). The file is read once more after that is seen: the task may have written its
+    last lines between the previous read and the look at the store. The run returned lets the
+    caller tell an abandoned run from an ended task.
+    """
+    path = Path(task.log_path) if task.log_path else None
+    position = 0
+    run: RunRecord | None = None
+    while True:
+        if path is not None and path.exists():
+            with path.open("r", encoding="utf-8", errors="replace") as f:
+                f.seek(position)
+                chunk = f.read()
+                position = f.tell()
+            if chunk:
+                yield chunk
+                continue
+        if run is not None:
+            return run
+        row = next((r for r in store.tasks(run_id) if r.task_id == task.task_id), task)
+        if path is None and row.log_path:
+            path = Path(row.log_path)
+            continue
+        current = store.get_run(run_id)
+        if is_stale(current) or (row.state in TERMINAL and not _retrying(row)):
+            run = current
+        else:
+            time.sleep(poll)
+
+
+def _retrying(row: TaskRecord) -> bool:
+    """A failed attempt with another to come: the store keeps it as FAILED with the reason
+    "...; retrying" (mflow.state.writer.StoreWriter) until the next attempt starts."""
+    return row.state is TaskState.FAILED and (row.reason or "").endswith("retrying")
+
+
+def parse_run_state(value: str | None) -> RunState | None:
+    """`--status running` and the like; None for no filter."""
+    if value is None:
+        return None
+    try:
+        return RunState(value.upper())
+    except ValueError:
+        raise ConfigError(
+            f"--status: unknown run status '{value}'",
+            json_path="",
+            hint="one of: " + ", ".join(s.value for s in RunState),
+        ) from None
+
+
+def list_runs(
+    store: StateStore,
+    *,
+    dag: str | None = None,
+    status: RunState | None = None,
+    limit: int = 20,
+) -> list[RunRecord]:
+    """Recent runs, most recent first."""
+    return store.list_runs(dag=dag, status=status, limit=limit)
+
+
+def find_run(store: StateStore, run_id: int | None = None, dag: str | None = None) -> RunRecord:
+    """Run `run_id`, or the latest run (of `dag`). Raises RunNotFound."""
+    if run_id is not None:
+        return store.get_run(run_id)
+    run = store.latest_run(dag)
+    if run is None:
+        raise RunNotFound(f"no runs{f' of DAG {dag}' if dag else ''} in {store.display_url}")
+    return run
+
+
+def status(store: StateStore, run_id: int | None = None, dag: str | None = None) -> RunTree:
+    """A run (the latest by default) with its tasks and the child runs they started."""
+    return run_tree(store, find_run(store, run_id, dag))
+
+
+@dataclass(frozen=True)
+class TaskLog:
+    task: TaskRecord
+    text: str | None  # None: the task has not started, or its log is gone
+
+
+def find_task(store: StateStore, run_id: int, task_id: str) -> TaskRecord:
+    """The task row of a run. Raises RunNotFound for an unknown run or task."""
+    store.get_run(run_id)
+    row = next((r for r in store.tasks(run_id) if r.task_id == task_id), None)
+    if row is None:
+        raise RunNotFound(f"run {run_id} has no task '{task_id}'")
+    return row
+
+
+def task_log(store: StateStore, run_id: int, task_id: str) -> TaskLog:
+    """A task's log so far (every attempt)."""
+    row = find_task(store, run_id, task_id)
+    if row.log_path is None or not Path(row.log_path).exists():
+        return TaskLog(row, None)
+    return TaskLog(row, Path(row.log_path).read_text(encoding="utf-8", errors="replace"))
