@@ -15,8 +15,17 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from mflow.events import Event, RunEnded, RunNotice, RunStarted, TaskEnded, TaskStarted, event_dict
-from mflow.logs import count, counts_text, seconds
+from mflow.events import (
+    Event,
+    OwnerGone,
+    RunEnded,
+    RunNotice,
+    RunStarted,
+    TaskEnded,
+    TaskStarted,
+    event_dict,
+)
+from mflow.logs import count, counts_text, owner_gone_text, seconds
 from mflow.states import TaskState
 
 
@@ -109,6 +118,8 @@ def plain_event(event: Event) -> str | None:
         )
     if isinstance(event, RunNotice):
         return f"{stamp} {event.level:<8} {event.message}"
+    if isinstance(event, OwnerGone):
+        return f"{stamp} {'WARNING':<8} {owner_gone_text(event)}"
     return None
 
 
@@ -192,7 +203,7 @@ class LiveConsole:
             text = plain_event(event)
             if text:
                 self.console.print(text, style=style, markup=False)
-        elif isinstance(event, RunNotice):
+        elif isinstance(event, RunNotice | OwnerGone):
             self.console.print(plain_event(event), markup=False)
         elif isinstance(event, RunStarted):
             self.live.start()

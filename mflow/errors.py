@@ -8,8 +8,7 @@ Bad *input* raises one of these; a *task* failure is data (`TaskResult`), never 
     │                                             GraphError ── CycleError, MissingDependency
     ├── InvalidInput (problems: every ConfigError found in one pass)
     ├── PluginError (an installed task-type plugin cannot be loaded)
-    ├── StateStoreError ── BackendUnavailable, RunAlreadyActive, RunNotFound
-    └── RunInterrupted
+    └── StateStoreError ── BackendUnavailable, RunAlreadyActive, RunNotFound
 
 The CLI catches `MflowError`, prints `str(error)` (one line per problem) to stderr and exits
 with `error.exit_code`. Anything else is a bug and keeps its traceback.
@@ -126,12 +125,3 @@ class RunAlreadyActive(StateStoreError):
 
 class RunNotFound(StateStoreError):
     exit_code = ExitCode.INVALID_INPUT
-
-
-class RunInterrupted(MflowError):
-    def __init__(self, signum: int) -> None:
-        import signal
-
-        self.signum = signum
-        self.exit_code = ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")

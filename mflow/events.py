@@ -76,6 +76,19 @@ class RunNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerGone:
+    """A run recorded as RUNNING whose mflow is gone (killed, its host down): found when a
+    run is taken over or when the store is asked about it, and marked FAILED or resumed."""
+
+    run_id: int
+    host: str
+    pid: int
+    heartbeat_at: float
+    time: float
+    resumed_by: int | None = None  # the pid taking it over (a resume), else it is FAILED
+
+
+@dataclass(frozen=True, slots=True)
 class RunEnded:
     run_id: int
     state: RunState
@@ -87,7 +100,7 @@ class RunEnded:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Event = RunStarted | TaskStarted | TaskEnded | RunNotice | RunEnded
+Event = RunStarted | TaskStarted | TaskEnded | RunNotice | OwnerGone | RunEnded
 
 
 def event_dict(event: Event) -> dict[str, Any]:

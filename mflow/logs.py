@@ -13,7 +13,15 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from mflow.events import Event, RunEnded, RunNotice, RunStarted, TaskEnded, TaskStarted
+from mflow.events import (
+    Event,
+    OwnerGone,
+    RunEnded,
+    RunNotice,
+    RunStarted,
+    TaskEnded,
+    TaskStarted,
+)
 from mflow.states import STATE_TEXT, TaskState
 
 MASTER_LOG = "mflow.log"
@@ -113,7 +121,19 @@ def format_event(event: Event) -> tuple[str, str] | None:
         return level, f"run ended {event.state}: {counts_text(event.counts)} in {took}"
     if isinstance(event, RunNotice):
         return event.level, event.message
+    if isinstance(event, OwnerGone):
+        return "WARNING", owner_gone_text(event)
     return None
+
+
+def owner_gone_text(event: OwnerGone) -> str:
+    what = (
+        f"taken over by pid {event.resumed_by}" if event.resumed_by is not None else "marked FAILED"
+    )
+    return (
+        f"run {event.run_id}: owner gone (pid {event.pid} on {event.host}, last heartbeat "
+        f"{iso(event.heartbeat_at)}); {what}"
+    )
 
 
 class MasterLog:

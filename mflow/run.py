@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mflow.errors import ConfigError, ExitCode
-from mflow.events import Listener, Listeners
+from mflow.events import Event, Listener, Listeners, OwnerGone
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def run_plan(
     from mflow.runner import Runner, Settings
     from mflow.state.writer import StoreWriter
 
-    run, runner_plan = take_run(plan, store)
+    run, runner_plan, taken = take_run(plan, store)
     writer = StoreWriter(store, run.id)
     listeners = Listeners([writer])
     finished = False
@@ -79,6 +79,8 @@ def run_plan(
         listeners.add(MasterLog(plan.log_dir))
         if view is not None:
             listeners.add(view)
+        for event in taken:  # what taking the run found, before the run's own events
+            listeners.handle(event)
         location = plan.location
         settings = Settings(
             run_id=run.id,
@@ -111,8 +113,9 @@ def run_plan(
     )
 
 
-def take_run(plan: RunPlan, store: StateStore) -> tuple[RunRecord, Plan]:
-    """Start a new run, or take over the one the plan continues: the lock and the rows."""
+def take_run(plan: RunPlan, store: StateStore) -> tuple[RunRecord, Plan, list[Event]]:
+    """Start a new run, or take over the one the plan continues: the lock and the rows.
+    Returns the run, the runner's plan, and the events of taking it (an owner found gone)."""
     from mflow.runner import Plan
     from mflow.state.base import NewRun, this_host
 
@@ -135,11 +138,24 @@ def take_run(plan: RunPlan, store: StateStore) -> tuple[RunRecord, Plan]:
             lock=lock,
         )
         store.add_tasks(run.id, plan.tasks)
-        return run, Plan(plan.tasks)
-    _kill_orphans(plan.previous.id, plan.previous_tasks)
-    run = store.resume_run(plan.previous.id, host=this_host(), pid=os.getpid(), lock=lock)
+        return run, Plan(plan.tasks), []
+    previous = plan.previous
+    _kill_orphans(previous.id, plan.previous_tasks)
+    run = store.resume_run(previous.id, host=this_host(), pid=os.getpid(), lock=lock)
     store.add_tasks(run.id, plan.tasks)
-    return run, Plan(plan.tasks, plan.done, plan.attempts)
+    taken: list[Event] = []
+    if previous.status is RunState.RUNNING:  # resume_run refuses a live owner: this one is gone
+        taken.append(
+            OwnerGone(
+                previous.id,
+                previous.host,
+                previous.pid,
+                previous.heartbeat_at,
+                time.time(),
+                resumed_by=os.getpid(),
+            )
+        )
+    return run, Plan(plan.tasks, plan.done, plan.attempts), taken
 
 
 def _kill_orphans(run_id: int, rows: tuple[TaskRecord, ...]) -> None:

@@ -5,7 +5,7 @@ them: fastjsonschema compiles them to Python code and answers "valid?" in about 
 (jsonschema takes 50 µs, 5 s for a 100,000-task DAG); only when that answer is "no" does
 jsonschema walk the document to list every problem with its JSON path. Both understand the
 same keyword subset (tests/unit/test_schema_agreement.py keeps them honest). fastjsonschema
-gets copies rewritten for speed with the same meaning (`_FastTasks`, `_fast_validator`).
+gets copies rewritten for speed with the same meaning (`mflow.fastschema`).
 
 Third-party task types add a branch (`if type == X then <their schema>`) at run time.
 """
@@ -21,12 +21,11 @@ from difflib import get_close_matches
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urldefrag, urljoin
 
 from mflow.errors import SchemaError
+from mflow.fastschema import FastTasks, branch_type, compile_check
 
 SCHEMA_BASE = "https://schemas.mflow.dev/"
-DOCUMENT_KINDS = ("config", "tasks", "datasources")
 # Values of these keys are never quoted in a message.
 SECRET_KEYS = frozenset({"password", "encrypted_password", "secret", "token", "passkey"})
 
@@ -57,7 +56,7 @@ def builtin_type_schemas() -> dict[str, dict[str, Any]]:
     tasks = raw_schema("tasks")
     out = {}
     for branch in tasks["$defs"]["task"]["allOf"]:
-        name = _branch_type(branch)
+        name = branch_type(branch)
         ref = branch["then"]["$ref"].rsplit("/", 1)[-1]
         out[name] = tasks["$defs"][ref]
     return out
@@ -101,10 +100,6 @@ def _type_is(name: str) -> dict[str, Any]:
     return {"type": "object", "required": ["type"], "properties": {"type": {"const": name}}}
 
 
-def _branch_type(branch: Mapping[str, Any]) -> str:
-    return branch["if"]["properties"]["type"]["const"]
-
-
 class Validator:
     """Validates one kind of document; `problems()` yields every issue as a SchemaError."""
 
@@ -117,7 +112,12 @@ class Validator:
     def _fast_check(self, document: Any) -> bool:
         if self._fast is None:
             tasks = self.schema.get("$id") == raw_schema("tasks")["$id"]
-            self._fast = _FastTasks(self.schema) if tasks else _fast_validator(self.schema)
+            documents = _documents()
+            self._fast = (
+                FastTasks(self.schema, documents)
+                if tasks
+                else compile_check(self.schema, documents)
+            )
         return self._fast(document)
 
     def problems(self, document: Any, file: str) -> list[SchemaError]:
@@ -137,7 +137,7 @@ class Validator:
         """
         lister = self._lister()
         tasks = document.get("tasks") if isinstance(document, dict) else None
-        if not isinstance(self._fast, _FastTasks) or not isinstance(tasks, list):
+        if not isinstance(self._fast, FastTasks) or not isinstance(tasks, list):
             yield from ((list(e.absolute_path), e) for e in lister.iter_errors(document))
             return
         for error in lister.iter_errors({**document, "tasks": []}):
@@ -165,146 +165,6 @@ class Validator:
         return SchemaError(
             message, file=file, json_path=_json_path(path), task_id=task_id, hint=hint
         )
-
-
-def _fast_validator(schema: Mapping[str, Any]) -> Callable[[Any], bool]:
-    """fastjsonschema's compiled check of `schema`, answering True (valid) or False.
-
-    It compiles a copy rewritten for speed, with the same meaning: `$ref`s inlined (each one
-    a function call, and for array items a `str.format(**locals())`, per value) and
-    `propertyNames` alternatives merged into one `enum` (`anyOf` is try/except: an exception
-    per name outside the first list).
-    """
-    import fastjsonschema
-
-    check = fastjsonschema.compile(
-        _flatten_name_enums(_inline_refs(schema)),
-        handlers={"https": _documents().__getitem__},
-        use_default=False,
-    )
-
-    def valid(document: Any) -> bool:
-        try:
-            check(document)
-        except fastjsonschema.JsonSchemaException:
-            return False
-        return True
-
-    return valid
-
-
-class _FastTasks:
-    """The fast check of a tasks document, one task at a time with the validator of its type.
-
-    fastjsonschema runs `if` as try/except: with every type's branch in `allOf`, each task
-    raised and caught an exception per other type (about 70 µs a task, 7 s for 100,000
-    tasks). A task that is an object with a string `type` takes exactly the branches whose
-    `if` names that type, and any other task none, so checking it against the task schema with
-    only those branches' `then` gives the same verdict without the exceptions
-    (tests/unit/test_schema_agreement.py compares the verdicts with jsonschema's).
-    """
-
-    def __init__(self, schema: Mapping[str, Any]) -> None:
-        self.schema = schema
-        outer = copy.deepcopy(dict(schema))
-        outer["properties"]["tasks"] = {"type": "array"}  # the items are checked below
-        self._document = _fast_validator(outer)
-        self._types = {_branch_type(b) for b in schema["$defs"]["task"]["allOf"]}
-        self._by_type: dict[str | None, Callable[[Any], bool]] = {}
-
-    def _task_validator(self, type_name: str | None) -> Callable[[Any], bool]:
-        found = self._by_type.get(type_name)
-        if found is None:
-            doc = copy.deepcopy(dict(self.schema))
-            task = doc["$defs"]["task"]
-            task["allOf"] = [b["then"] for b in task["allOf"] if _branch_type(b) == type_name]
-            root = {k: v for k, v in doc.items() if k.startswith("$") and k != "$ref"}
-            found = _fast_validator({**root, "$ref": "#/$defs/task"})
-            self._by_type[type_name] = found
-        return found
-
-    def __call__(self, document: Any) -> bool:
-        if not self._document(document):
-            return False
-        return next(self._invalid(document["tasks"]), None) is None
-
-    def invalid_tasks(self, tasks: list[Any]) -> list[int]:
-        """The indexes of the tasks that do not match the task schema."""
-        return list(self._invalid(tasks))
-
-    def _invalid(self, tasks: list[Any]) -> Iterator[int]:
-        validators = self._by_type
-        for index, task in enumerate(tasks):
-            kind = task.get("type") if isinstance(task, dict) else None
-            if not isinstance(kind, str) or kind not in self._types:
-                kind = None  # no branch applies: the common fields only
-            check = validators.get(kind) or self._task_validator(kind)
-            if not check(task):
-                yield index
-
-
-_ANNOTATIONS = frozenset({"description", "title", "x-hint", "default", "examples"})
-
-
-def _inline_refs(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `schema` with each `$ref` replaced by the schema it names (in `schema` itself
-    or in another file of `schemas/`). The schemas have no recursive reference."""
-    documents = dict(_documents())
-    base = schema.get("$id", "")
-    if base:
-        documents[base] = dict(schema)
-
-    def resolve(ref: str, base: str, active: frozenset[str]) -> Any:
-        full = urljoin(base, ref)
-        if full in active:  # a recursive schema: leave this one to fastjsonschema's resolver
-            return {"$ref": full}
-        uri, fragment = urldefrag(full)
-        node: Any = documents[uri]
-        for part in filter(None, fragment.split("/")):
-            node = node[part.replace("~1", "/").replace("~0", "~")]
-        return inline(node, uri, active | {full})
-
-    def inline(node: Any, base: str, active: frozenset[str] = frozenset()) -> Any:
-        if isinstance(node, list):
-            return [inline(v, base, active) for v in node]
-        if not isinstance(node, Mapping):
-            return node
-        out = {k: inline(v, base, active) for k, v in node.items() if k not in ("$ref", "$defs")}
-        if "$ref" not in node:
-            return out
-        target = resolve(node["$ref"], base, active)
-        if set(out) <= _ANNOTATIONS:
-            return target
-        return {**out, "allOf": [*out.get("allOf", []), target]}
-
-    out = inline(schema, base)
-    out.pop("$id", None)
-    return out
-
-
-def _flatten_name_enums(schema: dict[str, Any]) -> dict[str, Any]:
-    """`schema` where `propertyNames: {anyOf: [{enum: A}, {enum: B}]}` is `{enum: A + B}`."""
-
-    def names(option: Any) -> list[Any] | None:
-        if isinstance(option, Mapping) and set(option) - _ANNOTATIONS == {"enum"}:
-            return list(option["enum"])
-        return None
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            rule = node.get("propertyNames")
-            if isinstance(rule, dict) and set(rule) == {"anyOf"}:
-                lists = [names(o) for o in rule["anyOf"]]
-                if all(n is not None for n in lists):
-                    node["propertyNames"] = {"enum": [v for n in lists for v in n or ()]}
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(schema)
-    return schema
 
 
 def _document_order(document: Any) -> Callable[[tuple[list[Any], Any]], list[int]]:

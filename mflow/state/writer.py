@@ -33,16 +33,10 @@ _STOP = object()
 
 
 class StoreWriter:
-    def __init__(
-        self,
-        store: StateStore,
-        run_id: int,
-        on_error: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, store: StateStore, run_id: int) -> None:
         self.store = store
         self.run_id = run_id
         self.host = this_host()
-        self.on_error = on_error
         self.error: str | None = None  # set when something could not be recorded
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closing = threading.Event()  # set by close(): no more waiting to group commits
@@ -160,8 +154,6 @@ class StoreWriter:
                     from mflow.state import mask_url
 
                     self.error = self.error or mask_url(f"state store write failed: {exc}")
-                    if self.on_error:
-                        self.on_error(self.error)
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)

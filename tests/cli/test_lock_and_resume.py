@@ -143,6 +143,10 @@ def test_sigkilled_run_resumes_and_no_succeeded_task_runs_twice(
     time.sleep(0.3)
     resumed = mflow(tmp_path, state_url, "--resume", "last")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # Taking over the run is an event like any other: the console and the master log say so.
+    gone = f"run 1: owner gone (pid {first.pid} on {socket.gethostname()}"
+    assert gone in resumed.stdout
+    assert gone in (tmp_path / "logs" / "mflow.log").read_text()
     counts = {p.stem: len(p.read_text().split()) for p in tmp_path.glob("*.count")}
     assert counts == {"a": 1, "b": 1, "side": 1, "c": 2, "d": 1}
     assert not alive(orphan), "the task process of the killed run was left running"
