@@ -1,10 +1,11 @@
 """What a task type is: `TaskType` and the two ways a task runs.
 
-Most types only build an argv (`SubprocessTaskType.build_argv`); the runner starts the
-process through `mflow.process`, so timeouts, cancellation and logging come for free. Types
-that talk to a service from Python (SQL, TigerGraph's REST API) implement `run` instead; the
-runner calls it on a worker thread and it returns a `TaskResult`, never raises for a task
-failure.
+Most types only build an argv (`SubprocessTaskType.build_argv`): a task whose `command()`
+is a `Command` runs as a process (`mflow.executors.local.ProcessExecutor`), so timeouts,
+cancellation and logging come for free. Types that talk to a service from Python (SQL,
+TigerGraph's REST API) return no command and implement `run` instead; it is called on a worker
+thread (`ThreadExecutor`), honours `ctx.cancelled`, and returns a `TaskResult`, never raising
+for a task failure.
 """
 
 from __future__ import annotations
