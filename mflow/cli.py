@@ -24,7 +24,7 @@ from mflow.errors import ExitCode, MflowError
 app = MflowTyper(
     name="mflow",
     help="Run a DAG of tasks described in files (default: ./tasks.json).",
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -140,6 +140,12 @@ def _run(
         str | None,
         typer.Option("--parent", hidden=True, help="RUN_ID:TASK_ID of the parent (child runs)."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=lambda v: _version(v), help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     """Run the DAG (the default command)."""
     if ctx.invoked_subcommand is not None:
@@ -200,8 +206,49 @@ def _resume_argv(request) -> list:  # a RunRequest -> the command that continues
     return [*argv, "--resume"]
 
 
+def _version(wanted: bool) -> None:
+    if wanted:
+        from mflow import __version__
+
+        typer.echo(f"mflow {__version__}")
+        raise typer.Exit(0)
+
+
+def _run_with_positional(ctx: typer.Context, dag: Path | None = None, **options) -> None:
+    """`mflow run [DAG] [options]`: the DAG file may also come as an argument."""
+    if dag is not None:
+        if options["taskfile"] is not None and options["taskfile"] != dag:
+            from mflow.plan import usage
+
+            raise usage(f"two DAG files: '{dag}' and --taskfile '{options['taskfile']}'")
+        options["taskfile"] = dag
+    _run(ctx, **options)
+
+
+def _with_dag_argument() -> None:
+    """Give `_run_with_positional` `_run`'s options plus the DAG argument, for typer to read."""
+    import inspect
+
+    sig = inspect.signature(_run)
+    dag = inspect.Parameter(
+        "dag",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=None,
+        annotation=Annotated[
+            Path | None,
+            typer.Argument(metavar="DAG", help="The DAG (same as --taskfile).", show_default=False),
+        ],
+    )
+    params = list(sig.parameters.values())
+    _run_with_positional.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[params[0], dag, *params[1:]]
+    )
+    _run_with_positional.__annotations__ = {**_run.__annotations__, "dag": dag.annotation}
+
+
+_with_dag_argument()
 app.callback(invoke_without_command=True)(_run)
-app.command("run", help="Run the DAG (same as plain `mflow`).")(_run)
+app.command("run", help="Run the DAG (same as plain `mflow`).")(_run_with_positional)
 
 
 @app.command()
@@ -311,7 +358,10 @@ def runs(
 def status(
     ctx: typer.Context,
     run_id: Annotated[
-        int | None, typer.Argument(help="A run id (default: the latest run).")
+        str | None,
+        typer.Argument(
+            metavar="[RUN_ID|last]", help="A run id (default: the latest run that is not a child)."
+        ),
     ] = None,
     dag: Annotated[str | None, typer.Option("--dag", help="The latest run of this DAG.")] = None,
     state: StateOpt = None,
@@ -323,10 +373,18 @@ def status(
     import json
 
     from mflow import queries, render
+    from mflow.errors import RunNotFound
 
+    wanted = queries.parse_run_id(run_id)
     store = _store(ctx, state, config, datasources)
     try:
-        tree = queries.status(store, run_id, dag)
+        tree = queries.status(store, wanted, dag)
+    except RunNotFound as exc:
+        if wanted is not None:
+            raise
+        # Nothing has run yet is an answer, as for `mflow runs`, not an error.
+        typer.echo("null" if json_output else str(exc))
+        return
     finally:
         store.close()
     if json_output:
@@ -340,11 +398,17 @@ def status(
 @app.command()
 def logs(
     ctx: typer.Context,
-    run_id: Annotated[int, typer.Argument(help="The run id.")],
+    run_id: Annotated[
+        str,
+        typer.Argument(metavar="RUN_ID|last", help="A run id, or last (the latest run)."),
+    ],
     task: Annotated[str, typer.Argument(help="The task id.")],
     follow: Annotated[
         bool, typer.Option("--follow", "-F", help="Keep printing until the task ends.")
     ] = False,
+    dag: Annotated[
+        str | None, typer.Option("--dag", help="With last: the latest run of this DAG.")
+    ] = None,
     state: StateOpt = None,
     config: ConfigOpt = None,
     datasources: DatasourcesOpt = None,
@@ -366,6 +430,7 @@ def logs(
         )
     store = _store(ctx, state, config, datasources)
     try:
+        run_id = queries.find_run(store, queries.parse_run_id(run_id), dag).id
         if follow:
             run = _follow(queries.follow_log(store, run_id, queries.find_task(store, run_id, task)))
             if run.status is RunState.RUNNING and is_stale(run):  # nothing more will come

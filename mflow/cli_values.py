@@ -12,6 +12,10 @@ results and error messages stay typer's.
 The hook relies on two typer internals: the `type_descriptor` of its parameters and their
 lazily built `_runtime_param`. If a typer release changes them, nothing is installed and
 typer coerces as before, only slower; `tests/cli/test_startup.py` notices.
+
+`MflowGroup` also keeps two habits of typer's from surprising users: a closed stdout
+(`mflow runs | head`) ends the command quietly with exit 0 instead of 1, and a file name where
+a command is expected (`mflow dag.yaml`) gets a hint instead of only "No such command".
 """
 
 from __future__ import annotations
@@ -46,6 +50,42 @@ class MflowTyper(typer.Typer):
 class MflowGroup(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return install(super().get_params(ctx))
+
+    def invoke(self, ctx: Any) -> Any:
+        # typer turns a closed stdout (`mflow runs | head -2`) into exit 1, as if something
+        # had failed: the reader having had enough is not a failure.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            silence_stdout()
+            raise typer.Exit(0) from None
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and self.get_command(ctx, name) is None and _looks_like_a_file(name):
+            raise typer.BadParameter(
+                f"'{name}' is not a command; to run that DAG: "
+                f"mflow --taskfile {name}  (or: mflow run {name})"
+            )
+        return super().resolve_command(ctx, args)
+
+
+def _looks_like_a_file(name: str) -> bool:
+    return name.endswith((".json", ".yaml", ".yml")) or "/" in name or Path(name).is_file()
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for a closed pipe goes nowhere,
+    instead of failing again when Python flushes it at exit."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class MflowCommand(TyperCommand):

@@ -8,6 +8,7 @@ goes on and its logs and store are the record.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import threading
@@ -25,7 +26,8 @@ from mflow.events import (
     TaskStarted,
     event_dict,
 )
-from mflow.logs import count, counts_text, owner_gone_text, seconds
+from mflow.logs import count, counts_text, owner_gone_text, seconds, state_label
+from mflow.render import STYLE
 from mflow.states import TaskState
 
 
@@ -42,10 +44,37 @@ def summary_lines(event: RunEnded, resume: Sequence[str] | None = None) -> list[
     width = max((len(tid) for tid, _ in event.failed), default=0)
     for tid, log_path in event.failed:
         lines.append(f"  failed: {tid:<{width}}  log: {log_path}")
+        lines.extend(f"    | {line}" for line in log_tail(log_path))
     command = resume_command(resume, event)
     if command:
         lines.append(f"resume with: {command}")
     return lines
+
+
+TAIL_LINES = 10
+_TAIL_BYTES = 16384
+
+
+def log_tail(path: str | None, lines: int = TAIL_LINES) -> list[str]:
+    """The last lines a failed task wrote to its log (mflow's attempt headers left out),
+    printable, each cut to 200 characters; none when the log cannot be read."""
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - _TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", errors="replace").replace("\r", "\n")
+    found = text.splitlines()
+    if size > _TAIL_BYTES and found:
+        found = found[1:]  # the first line read may be the end of a longer one
+    said = [line for line in found if line.strip() and not line.startswith("===== mflow ")]
+    tail = said[-lines:]
+    return ["".join(c if c.isprintable() else "?" for c in line)[:200] for line in tail]
 
 
 class _Output:
@@ -135,16 +164,6 @@ class PlainConsole(_Output):
                 self.line(text)
 
 
-_STYLE = {
-    "SUCCESS": "green",
-    "FAILED": "bold red",
-    "UPSTREAM_FAILED": "red",
-    "CANCELLED": "yellow",
-    "RUNNING": "cyan",
-    "NONE": "dim",
-}
-
-
 class LiveConsole:
     """A rich live view: counts by state, running tasks with their elapsed time, overall time.
 
@@ -183,7 +202,7 @@ class LiveConsole:
             (seconds(now - self.started), "dim"),
         )
         tally = Text("  ").join(
-            Text(f"{n} {s}", style=_STYLE.get(s, "")) for s, n in counts.items() if n
+            Text(f"{n} {state_label(s)}", style=STYLE.get(s, "")) for s, n in counts.items() if n
         )
         table = Table(box=None, show_header=bool(running), pad_edge=False)
         table.add_column("running", style="cyan")
@@ -199,7 +218,7 @@ class LiveConsole:
         with self.lock:
             self._update(event)
         if isinstance(event, TaskEnded) and event.state is not TaskState.SUCCESS:
-            style = _STYLE.get(event.state.value, "")
+            style = STYLE.get(event.state.value, "")
             text = plain_event(event)
             if text:
                 self.console.print(text, style=style, markup=False)

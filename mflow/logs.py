@@ -51,12 +51,16 @@ def iso(t: float) -> str:
 
 
 def attempt_header(
-    run_id: int, task_id: str, attempt: int, attempts: int, command: str, t: float
+    run_id: int, task_id: str, attempt: int, attempts: int, command: str, t: float, earlier: int = 0
 ) -> str:
-    return (
-        f"===== mflow {iso(t)} run {run_id} task {task_id} "
-        f"attempt {attempt}/{attempts}: {command}\n"
+    """The line that starts an attempt in the task log: `attempt 2/3`, or after a resume that
+    found 3 attempts made, `attempt 4 (resumed: try 1/3)`."""
+    which = (
+        f"{attempt} (resumed: try {attempt - earlier}/{attempts})"
+        if earlier
+        else f"{attempt}/{attempts}"
     )
+    return f"===== mflow {iso(t)} run {run_id} task {task_id} attempt {which}: {command}\n"
 
 
 def open_task_log(path: Path) -> int:
@@ -79,8 +83,17 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+# How a state reads in text for people; JSON and the store keep the names.
+_LABEL = {"NONE": "not started"}
+
+
+def state_label(state: str) -> str:
+    """A state's name as people read it: NONE is "not started"."""
+    return _LABEL.get(state, state)
+
+
 def counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no tasks"
+    return ", ".join(f"{n} {state_label(s)}" for s, n in counts.items() if n) or "no tasks"
 
 
 def format_event(event: Event) -> tuple[str, str] | None:

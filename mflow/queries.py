@@ -142,18 +142,35 @@ def list_runs(
     return store.list_runs(dag=dag, status=status, limit=limit)
 
 
+def parse_run_id(value: str | None, what: str = "RUN_ID") -> int | None:
+    """A run id as typed: digits, or "last" (and nothing) for the latest run."""
+    if value is None or value == "last":
+        return None
+    if not value.isdigit():
+        raise ConfigError(f"{what}: expected a run id or 'last', got '{value}'", json_path="")
+    return int(value)
+
+
 def find_run(store: StateStore, run_id: int | None = None, dag: str | None = None) -> RunRecord:
-    """Run `run_id`, or the latest run (of `dag`). Raises RunNotFound."""
+    """Run `run_id` (which must be of `dag` when it is given), or the latest run that is not
+    a child run (of `dag`). Raises RunNotFound, or ConfigError for a run of another DAG."""
     if run_id is not None:
-        return store.get_run(run_id)
-    run = store.latest_run(dag)
+        run = store.get_run(run_id)
+        if dag is not None and run.dag != dag:
+            raise ConfigError(
+                f"run {run_id} is a run of DAG '{run.dag}', not '{dag}'",
+                json_path="",
+                hint="leave out --dag, or leave out the run id for the latest run of the DAG",
+            )
+        return run
+    run = store.latest_run(dag, top_level=True)
     if run is None:
         raise RunNotFound(f"no runs{f' of DAG {dag}' if dag else ''} in {store.display_url}")
     return run
 
 
 def status(store: StateStore, run_id: int | None = None, dag: str | None = None) -> RunTree:
-    """A run (the latest by default) with its tasks and the child runs they started."""
+    """A run (the latest top-level one by default) with its tasks and their child runs."""
     return run_tree(store, find_run(store, run_id, dag))
 
 

@@ -7,6 +7,7 @@ terminal, plain aligned text in a pipe, or JSON.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, TYPE_CHECKING
 
-from mflow.logs import count, seconds
+from mflow.logs import count, seconds, state_label
 from mflow.queries import record_dict
 from mflow.states import RunState, TaskState
 
@@ -134,7 +135,7 @@ def run_line(run: RunRecord) -> str:
 def _task_cells(row: TaskRecord) -> list[str]:
     return [
         row.task_id,
-        row.state.value,
+        state_label(row.state.value),
         str(row.attempt),
         duration(row.started_at, row.ended_at, row.state is TaskState.RUNNING),
         "-" if row.exit_code is None else str(row.exit_code),
@@ -172,13 +173,15 @@ def print_tree_plain(tree: RunTree, out: IO[str] = sys.stdout, indent: str = "")
             print_tree_plain(child, out, indent + "    ")
 
 
-_STYLE = {
+# The colour of each state on a terminal (by name and by label).
+STYLE = {
     "SUCCESS": "green",
     "FAILED": "bold red",
     "UPSTREAM_FAILED": "red",
     "CANCELLED": "yellow",
     "RUNNING": "cyan",
     "NONE": "dim",
+    "not started": "dim",
 }
 
 
@@ -190,14 +193,17 @@ def print_tree_rich(tree: RunTree) -> None:
     def table(t: RunTree) -> Table:
         tab = Table(box=None, pad_edge=False, header_style="bold")
         for name in _HEADERS:
-            tab.add_column(name.lower(), overflow="fold")
+            if name == "LOG":  # a path broken in two cannot be copied: never wrap it
+                tab.add_column(name.lower(), no_wrap=True, overflow="ignore")
+            else:
+                tab.add_column(name.lower(), overflow="fold")
         for node in t.tasks:
             cells = _task_cells(node.task)
-            tab.add_row(*cells[:1], f"[{_STYLE[cells[1]]}]{cells[1]}[/]", *cells[2:])
+            tab.add_row(*cells[:1], f"[{STYLE[cells[1]]}]{cells[1]}[/]", *cells[2:])
         return tab
 
     def build(t: RunTree, parent: Tree | None) -> Tree:
-        style = _STYLE.get(t.run.status.value, "")
+        style = STYLE.get(t.run.status.value, "")
         label = f"[{style}]{run_line(t.run)}[/]"
         node = Tree(label) if parent is None else parent.add(label)
         node.add(table(t))
@@ -206,7 +212,14 @@ def print_tree_rich(tree: RunTree) -> None:
                 build(child, node.add(f"[dim]task {task_node.task.task_id} started:[/]"))
         return node
 
-    Console(highlight=False).print(build(tree, None))
+    # A log path broken over two lines cannot be copied: the table is as wide as its longest
+    # line needs (the terminal wraps it softly), never narrower than the terminal.
+    plain = io.StringIO()
+    print_tree_plain(tree, plain)
+    needed = max(map(len, plain.getvalue().splitlines()), default=0) + 8
+    console = Console(highlight=False)
+    console.width = max(console.width, needed)
+    console.print(build(tree, None))
 
 
 def print_runs(runs: list[RunRecord], *, json_output: bool, tty: bool) -> None:
@@ -235,7 +248,7 @@ def print_runs(runs: list[RunRecord], *, json_output: bool, tty: bool) -> None:
         for name in headers:
             table.add_column(name.lower())
         for row in rows:
-            table.add_row(*row[:2], f"[{_STYLE[row[2]]}]{row[2]}[/]", *row[3:])
+            table.add_row(*row[:2], f"[{STYLE[row[2]]}]{row[2]}[/]", *row[3:])
         Console(highlight=False).print(table)
     elif rows:
         print("\n".join(_aligned([headers, *rows], "")))

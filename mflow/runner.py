@@ -256,6 +256,7 @@ class Runner:
             timeout=spec.timeout,
         )
         attempt = Attempt(spec, number, time.time(), str(log_path), ctx, task_type, None, "")
+        attempt.earlier = self.plan.attempts.get(spec.id, 0)
         if spec.timeout is not None:
             attempt.deadline = time.monotonic() + spec.timeout
         self.running[spec.id] = attempt
@@ -302,7 +303,7 @@ class Runner:
         del self.running[spec.id]
         state, retry_in = result.state, None
         if state is TaskState.FAILED and self._may_retry(attempt):
-            retry_in = min(spec.retry_delay * 2 ** (attempt.number - 1), MAX_RETRY_DELAY)
+            retry_in = min(spec.retry_delay * 2 ** (attempt.tries - 1), MAX_RETRY_DELAY)
             heapq.heappush(self.retries, (time.monotonic() + retry_in, spec.id))
         self.state[spec.id] = state if retry_in is None else TaskState.NONE
         pid = attempt.pid
@@ -337,8 +338,10 @@ class Runner:
                 )
 
     def _may_retry(self, attempt: Attempt) -> bool:
+        """Retries count within this run of the task: a resumed run tries again `retries`
+        times, though the attempt numbers go on from where the earlier run stopped."""
         return (
-            attempt.number <= attempt.spec.retries and self.stop_signal is None and not self.halted
+            attempt.tries <= attempt.spec.retries and self.stop_signal is None and not self.halted
         )
 
     def _fail_downstream(self, failed: str) -> None:

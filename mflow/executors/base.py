@@ -36,6 +36,7 @@ class Attempt:
     task_type: TaskType
     command: Command | None  # None: the task runs in-process (`TaskType.run`)
     shown: str  # what runs, for the log header and events; never a secret
+    earlier: int = 0  # attempts made before this run took the task (a resumed run)
     executor: Executor | None = None
     pid: int | None = None
     handle: Any = None  # the executor's own record of it (a Process, a thread...)
@@ -43,6 +44,11 @@ class Attempt:
     kill_at: float | None = None  # monotonic: the end of the grace period after terminate
     timed_out: bool = False
     cancelled: bool = False
+
+    @property
+    def tries(self) -> int:
+        """Which try of the task this is within this run (1 for the first)."""
+        return self.number - self.earlier
 
 
 class StartError(Exception):
@@ -108,6 +114,7 @@ def open_log(attempt: Attempt) -> int:
         attempt.spec.retries + 1,
         attempt.shown,
         attempt.started,
+        attempt.earlier,
     )
     try:
         os.write(fd, header.encode())

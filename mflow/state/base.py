@@ -120,9 +120,14 @@ class StateStore(ABC):
 
     @abstractmethod
     def list_runs(
-        self, *, dag: str | None = None, status: RunState | None = None, limit: int = 20
+        self,
+        *,
+        dag: str | None = None,
+        status: RunState | None = None,
+        limit: int = 20,
+        top_level: bool = False,
     ) -> list[RunRecord]:
-        """Most recent first."""
+        """Most recent first; `top_level`: only runs that are not a child run."""
 
     @abstractmethod
     def tasks(self, run_id: int) -> list[TaskRecord]:
@@ -135,8 +140,8 @@ class StateStore(ABC):
     def close(self) -> None:  # noqa: B027 - optional for stores holding nothing open
         """Release connections."""
 
-    def latest_run(self, dag: str | None = None) -> RunRecord | None:
-        runs = self.list_runs(dag=dag, limit=1)
+    def latest_run(self, dag: str | None = None, *, top_level: bool = False) -> RunRecord | None:
+        runs = self.list_runs(dag=dag, limit=1, top_level=top_level)
         return runs[0] if runs else None
 
 

@@ -391,10 +391,17 @@ class SqlStore(StateStore):
         return run_from_row(row)
 
     def list_runs(
-        self, *, dag: str | None = None, status: RunState | None = None, limit: int = 20
+        self,
+        *,
+        dag: str | None = None,
+        status: RunState | None = None,
+        limit: int = 20,
+        top_level: bool = False,
     ) -> list[RunRecord]:
         self._ensure_schema()
         query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+        if top_level:
+            query = query.where(runs.c.parent_run_id.is_(None))
         if dag is not None:
             query = query.where(runs.c.dag == dag)
         if status is not None:

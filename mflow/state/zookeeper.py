@@ -307,7 +307,12 @@ class ZooKeeperStore(StateStore):
 
     @zk_errors
     def list_runs(
-        self, *, dag: str | None = None, status: RunState | None = None, limit: int = 20
+        self,
+        *,
+        dag: str | None = None,
+        status: RunState | None = None,
+        limit: int = 20,
+        top_level: bool = False,
     ) -> list[RunRecord]:
         self._ensure()
         parent = self.nodes.dag_index(dag) if dag is not None else self.nodes.path("runs")
@@ -318,9 +323,11 @@ class ZooKeeperStore(StateStore):
         ids = sorted((int(n) for n in names if n.isdigit() and n != RESERVED), reverse=True)
         wanted = None if status is None else RunState(status)
         found: list[RunRecord] = []
-        batch = max(limit, 1) * (1 if wanted is None else 4)
+        batch = max(limit, 1) * (1 if wanted is None and not top_level else 4)
         for start in range(0, len(ids), batch):
             for run in self._read_runs(ids[start : start + batch]):
+                if top_level and run.parent_run_id is not None:
+                    continue
                 if wanted is None or run.status is wanted:
                     found.append(run)
                     if len(found) == limit:

@@ -62,9 +62,11 @@ class SqlTask(TaskType):
         lines = [ln.strip() for ln in str(spec.fields.get("command", "")).splitlines()]
         lines = [ln for ln in lines if ln]
         first = lines[0] if lines else ""
-        if len(first) > 80 or len(lines) > 1:
-            first = first[:80].rstrip() + "…"
-        return f"{head}: {first}"
+        if len(first) <= 80 and len(lines) <= 1:
+            return f"{head}: {first}"
+        # One line for the log header and the plan; where the whole statement is, for people.
+        where = f"{spec.source.file} {spec.source.json_path}.command".strip()
+        return f"{head}: {first[:80].rstrip()}… (the whole of it: {where})"
 
     def run(self, spec: TaskSpec, ctx: TaskContext, log: TextIO) -> TaskResult:
         datasource = ctx.project.datasources[spec.fields["db"]]

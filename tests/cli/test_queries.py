@@ -275,8 +275,11 @@ def test_status_of_an_unknown_run_is_a_one_line_error_exit_2(
     assert_one_line_error(mflow("status", "99", *json_flag), 2, "run 99 not found")
 
 
-def test_status_with_no_runs_at_all_is_a_one_line_error_exit_2(mflow: MflowRunner) -> None:
-    assert_one_line_error(mflow("status"), 2, "no runs")
+def test_status_with_no_runs_at_all_says_so_and_exits_0_like_runs(mflow: MflowRunner) -> None:
+    status = mflow("status")
+    assert status.code == 0 and status.out_lines[0].startswith("no runs in sqlite:///"), status
+    assert mflow("status", "--json") == (0, "null\n", "")
+    assert mflow("runs").code == 0
 
 
 # ------------------------------------------------------------------- on a terminal: rich

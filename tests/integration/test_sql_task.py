@@ -320,7 +320,7 @@ def test_connection_failure_does_not_show_the_password(tmp_path: Path) -> None:
     assert SECRET not in log
 
 
-def test_describe_shows_the_first_line_or_the_file(tmp_path: Path) -> None:
+def test_describe_shows_the_first_line_and_where_the_rest_is_or_the_file(tmp_path: Path) -> None:
     url = f"postgresql+psycopg://mflow:{SECRET}@db.example/x"
     tasks = [
         {"id": "one", "type": "sql", "db": "db", "command": "SELECT 1"},
@@ -332,7 +332,8 @@ def test_describe_shows_the_first_line_or_the_file(tmp_path: Path) -> None:
     shown = [SqlTask().describe(project.dag.tasks[t], ctx) for t in ("one", "many", "file")]
     assert shown == [
         "sql on db: SELECT 1",
-        "oracle on db: DELETE FROM t;…",
+        "oracle on db: DELETE FROM t;… "
+        f"(the whole of it: {tmp_path / 'tasks.json'} $.tasks[1].command)",
         f"sql on db: file {tmp_path / 'x.sql'}",
     ]
 
