@@ -27,7 +27,6 @@ from mflow.events import (
     event_dict,
 )
 from mflow.logs import count, counts_text, owner_gone_text, seconds, state_label
-from mflow.render import STYLE
 from mflow.states import TaskState
 
 
@@ -49,6 +48,18 @@ def summary_lines(event: RunEnded, resume: Sequence[str] | None = None) -> list[
     if command:
         lines.append(f"resume with: {command}")
     return lines
+
+
+# The colour of each state on a terminal (by name and by label).
+STYLE = {
+    "SUCCESS": "green",
+    "FAILED": "bold red",
+    "UPSTREAM_FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "NONE": "dim",
+    "not started": "dim",
+}
 
 
 TAIL_LINES = 10

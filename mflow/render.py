@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, TYPE_CHECKING
 
+from mflow.console import STYLE
 from mflow.logs import count, seconds, state_label
-from mflow.queries import record_dict
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -173,18 +173,6 @@ def print_tree_plain(tree: RunTree, out: IO[str] = sys.stdout, indent: str = "")
             print_tree_plain(child, out, indent + "    ")
 
 
-# The colour of each state on a terminal (by name and by label).
-STYLE = {
-    "SUCCESS": "green",
-    "FAILED": "bold red",
-    "UPSTREAM_FAILED": "red",
-    "CANCELLED": "yellow",
-    "RUNNING": "cyan",
-    "NONE": "dim",
-    "not started": "dim",
-}
-
-
 def print_tree_rich(tree: RunTree) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -224,6 +212,8 @@ def print_tree_rich(tree: RunTree) -> None:
 
 def print_runs(runs: list[RunRecord], *, json_output: bool, tty: bool) -> None:
     if json_output:
+        from mflow.queries import record_dict
+
         print(json.dumps([record_dict(r) for r in runs], indent=2))
         return
     headers = ["RUN", "DAG", "STATUS", "STARTED", "DURATION", "HOST", "PID", "PARENT"]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mflow import logs, taskenv
 from mflow.errors import ExitCode, InvalidInput
 from mflow.events import Event, Listener, RunEnded, RunNotice, RunStarted, TaskEnded, TaskStarted
-from mflow.executors.base import Attempt, Executor, StartError
+from mflow.executors.base import SIGNALLED, Attempt, Executor, StartError
 from mflow.executors.local import ProcessExecutor, ThreadExecutor
 from mflow.process import ExitWatcher
 from mflow.states import RunState, TaskState
@@ -254,6 +254,7 @@ class Runner:
             project=self.project,
             state_url=self.settings.state_url,
             timeout=spec.timeout,
+            cancelled=SIGNALLED,  # until an executor that runs it in-process gives it its own
         )
         attempt = Attempt(spec, number, time.time(), str(log_path), ctx, task_type, None, "")
         attempt.earlier = self.plan.attempts.get(spec.id, 0)

@@ -11,6 +11,7 @@ task state, retries and the run's outcome.
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from mflow.tasks.base import Command, TaskContext, TaskResult, TaskType
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Attempt:
     """One attempt of one task, from its preparation to its end."""
 
@@ -49,6 +50,12 @@ class Attempt:
     def tries(self) -> int:
         """Which try of the task this is within this run (1 for the first)."""
         return self.number - self.earlier
+
+
+# The `cancelled` of an attempt that runs as a process: a process is stopped with signals, so
+# nothing ever sets it (and a run of 10,000 short tasks creates no event for each). The thread
+# executor gives each attempt it runs an event of its own.
+SIGNALLED = threading.Event()
 
 
 class StartError(Exception):

@@ -6,8 +6,8 @@ on. A timed-out or cancelled process whose leader exits while the rest of its gr
 is followed until the group is gone (SIGKILL at the end of the grace period).
 
 `ThreadExecutor` calls `TaskType.run` on a daemon thread with the log as a text file; it is
-told to stop through the context's `cancelled` event, and since a thread cannot be killed,
-the runner stops waiting for it after the grace period.
+told to stop through the context's `cancelled` event, its own, and since a thread cannot be
+killed, the runner stops waiting for it after the grace period.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, TextIO
 
 from mflow.executors.base import Attempt, Executor, StartError, open_log
@@ -78,7 +79,9 @@ class ProcessExecutor(Executor):
         return False  # its end comes through the watcher
 
     def next_due(self) -> float | None:
-        return min((t for t, _ in self.lingering), default=None)
+        if not self.lingering:
+            return None
+        return min(t for t, _ in self.lingering)
 
     def tick(self, now: float) -> None:
         if not self.lingering:
@@ -103,6 +106,7 @@ class ThreadExecutor(Executor):
         self.results: queue.SimpleQueue[tuple[Attempt, TaskResult]] = queue.SimpleQueue()
 
     def start(self, attempt: Attempt) -> None:
+        attempt.ctx = replace(attempt.ctx, cancelled=threading.Event())  # see SIGNALLED
         fd = open_log(attempt)
         log = os.fdopen(fd, "a", buffering=1, encoding="utf-8", errors="replace")
         thread = threading.Thread(target=self._run, args=(attempt, log), daemon=True)
