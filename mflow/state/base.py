@@ -16,12 +16,12 @@ import os
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mflow.states import RunState, TaskState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: task definitions, stop requests, the store's id
 HEARTBEAT_INTERVAL = 10.0  # seconds between heartbeats of a live run
 STALE_AFTER = 60.0  # a run on another host with no heartbeat for this long is gone
 
@@ -71,6 +71,15 @@ class TaskRecord:
     host: str | None = None
     log_path: str | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DagSummary:
+    """A DAG the store has runs of (child DAGs too): how many, and the latest."""
+
+    dag: str
+    runs: int
+    last_run: RunRecord
 
 
 class StateStore(ABC):
@@ -136,6 +145,50 @@ class StateStore(ABC):
     @abstractmethod
     def child_runs(self, run_id: int) -> list[RunRecord]:
         """Runs whose parent is `run_id`, oldest first."""
+
+    # ---------------------------------------------------------------- operations (SPEC §11)
+
+    @abstractmethod
+    def store_id(self) -> str:
+        """This store's identity: a random id made when it was initialised. Task log names
+        carry it when a log directory is shared with another store (mflow.logs)."""
+
+    @abstractmethod
+    def set_definitions(self, run_id: int, digests: Mapping[str, str]) -> None:
+        """What each task of the run was (`mflow.plan.definition_digest`), replacing any."""
+
+    @abstractmethod
+    def definitions(self, run_id: int) -> dict[str, str] | None:
+        """The digests `set_definitions` wrote, or None (a run recorded before there were)."""
+
+    @abstractmethod
+    def remove_tasks(self, run_id: int, task_ids: Iterable[str]) -> None:
+        """Drop these task rows of a run (tasks removed from an edited DAG)."""
+
+    @abstractmethod
+    def request_stop(self, run_id: int, by: str) -> None:
+        """Ask the run's owner to stop it (seen by its store writer within seconds)."""
+
+    @abstractmethod
+    def stop_requested(self, run_id: int) -> str | None:
+        """Who asked this run to stop, or None."""
+
+    @abstractmethod
+    def mark_gone(self, run: RunRecord, at: float) -> bool:
+        """Mark `run`, RUNNING with an owner that is gone, FAILED and release its lock, only
+        if the store still holds it as it was read (status, heartbeat, pid). True if done."""
+
+    @abstractmethod
+    def dags(self) -> list[DagSummary]:
+        """Every DAG the store has runs of, by name."""
+
+    @abstractmethod
+    def ended_before(self, at: float, dag: str | None = None) -> list[RunRecord]:
+        """Runs (child runs included) that ended before `at`, oldest first."""
+
+    @abstractmethod
+    def delete_runs(self, run_ids: Iterable[int]) -> None:
+        """Delete runs with their task rows and what else is kept of them."""
 
     def close(self) -> None:  # noqa: B027 - optional for stores holding nothing open
         """Release connections."""

@@ -1,4 +1,4 @@
-"""The SQL state store's schema: four `mflow_` tables, their DDL, and records as rows.
+"""The SQL state store's schema: the `mflow_` tables, their DDL, and records as rows.
 
 `sql.SqlStore` creates these tables itself (`mflow db init`, or lazily on first use); `ddl()`
 prints the same statements for a DBA who creates them by hand (`mflow db init --sql --dialect
@@ -61,6 +61,7 @@ runs = sa.Table(
     sa.Column("parent_task_id", sa.String(200), nullable=True),
     sa.Index("ix_mflow_runs_dag_id", "dag", "id"),
     sa.Index("ix_mflow_runs_parent", "parent_run_id"),
+    sa.Index("ix_mflow_runs_ended", "ended_at"),
     sqlite_autoincrement=True,
 )
 
@@ -88,7 +89,25 @@ locks = sa.Table(
     sa.Column("acquired_at", sa.TIMESTAMP()),
 )
 
+# One row per run: the digest of each task's definition, as JSON (`SqlStore.set_definitions`).
+run_defs = sa.Table(
+    "mflow_run_defs",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True),
+    sa.Column("digests", sa.Text, nullable=False),
+)
+
+# `mflow stop` for a run owned by a process on another host: its writer looks here.
+stops = sa.Table(
+    "mflow_stops",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True),
+    sa.Column("requested_at", sa.TIMESTAMP()),
+    sa.Column("requested_by", sa.String(300)),
+)
+
 SCHEMA_VERSION_KEY = "schema_version"
+STORE_ID_KEY = "store_id"
 
 
 def _dialect(name: str) -> Dialect:
@@ -115,6 +134,7 @@ def ddl(dialect_name: str) -> str:
     statements.append(
         str(version_row.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
     )
+    # The store's id is made by the first mflow that uses it (SqlStore.store_id).
     if dialect_name == "oracle":
         statements.append("COMMIT")  # SQL*Plus does not commit an INSERT on its own
     return "".join(f"{_tidy(statement)};\n\n" for statement in statements)

@@ -55,6 +55,7 @@ from mflow.state.ddl import (
     to_db_time,
 )
 from mflow.state.sql_engine import DEFERRED, create_store_engine
+from mflow.state.sql_ops import SqlOperations
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -75,8 +76,8 @@ class _Contended(Exception):
     """The lock or its holder changed between our read and our write: look again."""
 
 
-class SqlStore(StateStore):
-    """Runs, task rows and run locks in four `mflow_` tables."""
+class SqlStore(SqlOperations, StateStore):
+    """Runs, task rows and run locks in `mflow_` tables (ddl.py); operations in sql_ops.py."""
 
     def __init__(self, location: StoreLocation) -> None:
         self.display_url = location.display
@@ -122,6 +123,9 @@ class SqlStore(StateStore):
             try:
                 with self._transaction() as conn:
                     metadata.create_all(conn, checkfirst=True)
+                    for table in metadata.sorted_tables:  # indexes added to older stores' tables
+                        for index in table.indexes:
+                            index.create(conn, checkfirst=True)
                     self._write_version(conn)
                 break
             except sa.exc.DBAPIError:
@@ -160,10 +164,9 @@ class SqlStore(StateStore):
                 )
         except sa.exc.DBAPIError:
             version = None  # no mflow_meta table yet
-        if version is None:
-            self.init()
+        if version is None or self._check_version(version) < SCHEMA_VERSION:
+            self.init()  # a new store, or an older one: create what it lacks
         else:
-            self._check_version(version)
             self._ready = True
 
     # ------------------------------------------------------------------ runs and the run lock

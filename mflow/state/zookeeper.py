@@ -46,6 +46,7 @@ from mflow.state.znodes import (
 )
 from mflow.state.zookeeper_client import commit_writes, committed, connect, zk_errors
 from mflow.state.zookeeper_lock import RunLocks
+from mflow.state.zookeeper_ops import ZooKeeperOperations
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ __all__ = ["ZooKeeperStore", "parse_zk_url"]
 LOCK_ATTEMPTS = 5
 
 
-class ZooKeeperStore(StateStore):
-    """Runs, task rows and run locks as znodes under one root."""
+class ZooKeeperStore(ZooKeeperOperations, StateStore):
+    """Runs, task rows and run locks as znodes under one root; operations in zookeeper_ops."""
 
     connect_timeout = 10.0  # seconds to find a server at start (class attribute: tests shorten it)
 

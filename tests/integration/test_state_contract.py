@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support import STATE_BACKENDS
 
 from mflow.errors import BackendUnavailable, RunAlreadyActive, RunNotFound
 from mflow.state import StoreLocation, open_store
@@ -26,39 +25,6 @@ from mflow.states import RunState, TaskState
 
 OTHER_HOST = "elsewhere.example"  # never this machine, so only the heartbeat can make it stale
 NOW = time.time()
-
-
-@pytest.fixture(params=STATE_BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of a fresh, empty store of each backend (only that backend's service needed)."""
-    if request.param == "sqlite":
-        # A directory that does not exist yet: the store must create it.
-        return f"sqlite:///{tmp_path / 'home' / 'state.db'}"
-    if request.param == "postgres":
-        return request.getfixturevalue("postgres_url")
-    return request.getfixturevalue("zk_url")
-
-
-@pytest.fixture
-def open_at(store_url: str) -> Iterator[Callable[[], StateStore]]:
-    """Opens more stores on the same location (another process's view); all closed after."""
-    opened: list[StateStore] = []
-
-    def make() -> StateStore:
-        store = open_store(StoreLocation(store_url))
-        opened.append(store)
-        return store
-
-    yield make
-    for store in reversed(opened):
-        store.close()
-
-
-@pytest.fixture
-def store(open_at: Callable[[], StateStore]) -> StateStore:
-    store = open_at()
-    store.init()
-    return store
 
 
 def new_run(dag: str = "etl", **fields: object) -> NewRun:

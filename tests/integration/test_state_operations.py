@@ -1,0 +1,110 @@
+"""The state-store contract, operations side (SPEC §11), on every backend: the store's id, task
+definitions, stop requests, runs whose owner is gone, the DAGs a store knows, pruning.
+Fixtures as in test_state_contract.py: a fresh store per test on each backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from test_state_contract import dead_pid, new_run
+
+from mflow.state.base import StateStore, TaskRecord
+from mflow.states import RunState, TaskState
+
+
+def test_the_store_id_is_made_once_and_seen_by_every_process(
+    store: StateStore, open_at: Callable[[], StateStore]
+) -> None:
+    first = store.store_id()
+    assert len(first) == 32
+    assert open_at().store_id() == first
+    assert store.store_id() == first
+
+
+def test_definitions_are_kept_per_run_and_replaced_whole(store: StateStore) -> None:
+    run = store.start_run(new_run(), lock=False)
+    other = store.start_run(new_run(), lock=False)
+    assert store.definitions(run.id) is None
+    store.set_definitions(run.id, {"a": "1111", "b": "2222"})
+    store.set_definitions(other.id, {"x": "9"})
+    assert store.definitions(run.id) == {"a": "1111", "b": "2222"}
+    store.set_definitions(run.id, {"a": "3333"})
+    assert store.definitions(run.id) == {"a": "3333"}
+    assert store.definitions(other.id) == {"x": "9"}
+
+
+def test_definitions_of_a_big_dag_fit(store: StateStore) -> None:
+    # 100,000 tasks: more than one ZooKeeper node's megabyte, even compressed.
+    run = store.start_run(new_run(), lock=False)
+    digests = {f"task_{i:06d}": f"{i * 2654435761 % 2**64:016x}" for i in range(100_000)}
+    store.set_definitions(run.id, digests)
+    assert store.definitions(run.id) == digests
+
+
+def test_removed_tasks_leave_the_run(store: StateStore) -> None:
+    run = store.start_run(new_run(), lock=False)
+    store.add_tasks(run.id, ["a", "b", "c"])
+    store.record([TaskRecord(run.id, "b", TaskState.FAILED, 1)])
+    store.remove_tasks(run.id, ["b", "never"])
+    assert sorted(t.task_id for t in store.tasks(run.id)) == ["a", "c"]
+    store.add_tasks(run.id, ["b"])  # and may come back
+    assert {t.task_id: t.state for t in store.tasks(run.id)}["b"] is TaskState.NONE
+
+
+def test_a_stop_request_is_seen_by_the_runs_owner(
+    store: StateStore, open_at: Callable[[], StateStore]
+) -> None:
+    run = store.start_run(new_run())
+    assert store.stop_requested(run.id) is None
+    open_at().request_stop(run.id, "ops@elsewhere pid 7")
+    assert store.stop_requested(run.id) == "ops@elsewhere pid 7"
+
+
+def test_a_run_whose_owner_is_gone_is_marked_failed_and_unlocked(store: StateStore) -> None:
+    run = store.start_run(new_run(pid=dead_pid()))
+    assert store.mark_gone(run, time.time())
+    marked = store.get_run(run.id)
+    assert marked.status is RunState.FAILED and marked.ended_at is not None
+    assert not store.mark_gone(run, time.time())  # once
+    store.start_run(new_run())  # the DAG's lock is free
+
+
+def test_a_run_that_moved_since_it_was_read_is_not_marked(store: StateStore) -> None:
+    run = store.start_run(new_run(pid=dead_pid()))
+    store.heartbeat(run.id, time.time() + 5)  # its owner beat after we judged it gone
+    assert not store.mark_gone(run, time.time())
+    assert store.get_run(run.id).status is RunState.RUNNING
+
+
+def test_dags_name_each_dag_with_its_run_count_and_latest_run(store: StateStore) -> None:
+    assert store.dags() == []
+    first = store.start_run(new_run("b"), lock=False)
+    store.finish_run(first.id, RunState.SUCCESS, time.time())
+    store.start_run(new_run("a"), lock=False)
+    latest = store.start_run(new_run("b"), lock=False)
+    found = {d.dag: (d.runs, d.last_run.id) for d in store.dags()}
+    assert found == {"a": (1, latest.id - 1), "b": (2, latest.id)}
+    assert [d.dag for d in store.dags()] == ["a", "b"]
+
+
+def test_runs_ended_before_a_time_and_their_deletion(store: StateStore) -> None:
+    old = store.start_run(new_run("etl"), lock=False)
+    store.add_tasks(old.id, ["a"])
+    store.set_definitions(old.id, {"a": "1"})
+    store.finish_run(old.id, RunState.SUCCESS, time.time() - 100)
+    child = store.start_run(new_run("kid", parent_run_id=old.id, parent_task_id="a"), lock=False)
+    store.finish_run(child.id, RunState.FAILED, time.time() - 90)
+    recent = store.start_run(new_run("etl"), lock=False)
+    store.finish_run(recent.id, RunState.SUCCESS, time.time())
+    running = store.start_run(new_run("etl"), lock=False)
+    cutoff = time.time() - 50
+    assert [r.id for r in store.ended_before(cutoff)] == [old.id, child.id]
+    assert [r.id for r in store.ended_before(cutoff, dag="kid")] == [child.id]
+    store.delete_runs([old.id, child.id])
+    assert [r.id for r in store.list_runs(limit=10)] == [running.id, recent.id]
+    assert store.tasks(old.id) == [] and store.definitions(old.id) is None
+    assert store.child_runs(old.id) == []
+    assert {d.dag for d in store.dags()} == {"etl"}
+    after = store.start_run(new_run("etl"), lock=False)
+    assert after.id > running.id  # ids are never handed out twice
