@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from test_state_contract import dead_pid, new_run
 
@@ -108,3 +109,29 @@ def test_runs_ended_before_a_time_and_their_deletion(store: StateStore) -> None:
     assert {d.dag for d in store.dags()} == {"etl"}
     after = store.start_run(new_run("etl"), lock=False)
     assert after.id > running.id  # ids are never handed out twice
+
+
+def test_a_version_1_sqlite_store_gains_the_new_tables_on_first_use(tmp_path: Path) -> None:
+    import sqlite3
+
+    from mflow.state import StoreLocation, open_store
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    old = open_store(StoreLocation(url))
+    run = old.start_run(new_run(), lock=False)
+    old.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.executescript(
+        "DROP TABLE mflow_run_defs; DROP TABLE mflow_stops; DROP INDEX ix_mflow_runs_ended;"
+        "UPDATE mflow_meta SET value = '1' WHERE name = 'schema_version';"
+    )
+    db.close()
+    upgraded = open_store(StoreLocation(url))
+    upgraded.set_definitions(run.id, {"a": "1"})
+    assert upgraded.definitions(run.id) == {"a": "1"}
+    assert upgraded.get_run(run.id).dag == "etl"
+    upgraded.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    version = db.execute("SELECT value FROM mflow_meta WHERE name = 'schema_version'").fetchone()
+    indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert version == ("2",) and "ix_mflow_runs_ended" in indexes

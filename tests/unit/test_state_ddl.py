@@ -20,7 +20,14 @@ from mflow.state.base import SCHEMA_VERSION, NewRun, this_host
 from mflow.state.ddl import ddl, metadata
 from mflow.state.sql import SqlStore, from_db_time, to_db_time
 
-TABLES = {"mflow_meta", "mflow_runs", "mflow_task_runs", "mflow_locks"}
+TABLES = {
+    "mflow_meta",
+    "mflow_runs",
+    "mflow_task_runs",
+    "mflow_locks",
+    "mflow_run_defs",
+    "mflow_stops",
+}
 # Words an Oracle DBA will refuse as column names, beyond what SQLAlchemy quotes for us.
 AVOIDED = set(
     "user size level comment date start end uid session mode file number rows row order group "
@@ -33,12 +40,13 @@ def statements(dialect: str) -> list[str]:
 
 
 @pytest.mark.parametrize("dialect", ["oracle", "postgresql", "sqlite"])
-def test_ddl_creates_the_four_tables_and_the_version_row(dialect: str) -> None:
+def test_ddl_creates_the_tables_and_the_version_row(dialect: str) -> None:
     text = ddl(dialect)
     created = set(re.findall(r"CREATE TABLE (\w+)", text))
     assert created == TABLES
     assert re.search(r"CREATE INDEX \w+ ON mflow_runs \(dag, id\)", text)
     assert re.search(r"CREATE INDEX \w+ ON mflow_runs \(parent_run_id\)", text)
+    assert re.search(r"CREATE INDEX \w+ ON mflow_runs \(ended_at\)", text)
     assert (
         f"INSERT INTO mflow_meta (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}')"
         in text
