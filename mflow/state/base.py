@@ -54,6 +54,10 @@ class RunRecord:
     log_directory: str = ""
     parent_run_id: int | None = None
     parent_task_id: str | None = None
+    note: str | None = None  # why it ended as it did when no task says ("owner gone")
+
+
+OWNER_GONE = "owner gone"
 
 
 @dataclass(frozen=True)

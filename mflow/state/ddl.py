@@ -27,7 +27,7 @@ from mflow.state.base import SCHEMA_VERSION, RunRecord, TaskRecord
 from mflow.states import STATE_TEXT, RunState, TaskState
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Dialect, Row
+    from sqlalchemy.engine import Connection, Dialect, Row
     from sqlalchemy.sql.dml import UpdateBase
 
 REASON_LENGTH = 1000  # task_runs.reason; longer reasons are truncated on write
@@ -59,6 +59,7 @@ runs = sa.Table(
     sa.Column("log_directory", sa.String(1000)),
     sa.Column("parent_run_id", sa.Integer, nullable=True),
     sa.Column("parent_task_id", sa.String(200), nullable=True),
+    sa.Column("note", sa.String(300), nullable=True),  # since schema version 2
     sa.Index("ix_mflow_runs_dag_id", "dag", "id"),
     sa.Index("ix_mflow_runs_parent", "parent_run_id"),
     sa.Index("ix_mflow_runs_ended", "ended_at"),
@@ -108,6 +109,21 @@ stops = sa.Table(
 
 SCHEMA_VERSION_KEY = "schema_version"
 STORE_ID_KEY = "store_id"
+
+
+# Columns added to a table after it first shipped: (table, column), added by ALTER TABLE to an
+# older store's table on its first use by a newer mflow (create_all only creates tables).
+ADDED_COLUMNS = ((runs, runs.c.note),)
+
+
+def add_missing_columns(conn: Connection) -> None:
+    """ALTER TABLE ... ADD the columns an older store's tables lack."""
+    inspector = sa.inspect(conn)
+    for table, column in ADDED_COLUMNS:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        if column.name not in present:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD {column.name} {kind}")
 
 
 def _dialect(name: str) -> Dialect:
@@ -182,6 +198,7 @@ def run_from_row(row: Row[Any]) -> RunRecord:
         log_directory=row.log_directory or "",
         parent_run_id=row.parent_run_id,
         parent_task_id=row.parent_task_id,
+        note=row.note,
     )
 
 

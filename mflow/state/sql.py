@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from mflow.errors import BackendUnavailable, RunAlreadyActive, RunNotFound, StateStoreError
 from mflow.state.base import (
+    OWNER_GONE,
     SCHEMA_VERSION,
     NewRun,
     RunRecord,
@@ -41,6 +42,7 @@ from mflow.state.ddl import (
     SCHEMA_VERSION_KEY,
     UPDATE_TASK,
     DriverStatement,
+    add_missing_columns,
     ddl,
     from_db_time,
     locks,
@@ -123,6 +125,7 @@ class SqlStore(SqlOperations, StateStore):
             try:
                 with self._transaction() as conn:
                     metadata.create_all(conn, checkfirst=True)
+                    add_missing_columns(conn)
                     for table in metadata.sorted_tables:  # indexes added to older stores' tables
                         for index in table.indexes:
                             index.create(conn, checkfirst=True)
@@ -237,7 +240,9 @@ class SqlStore(SqlOperations, StateStore):
                 sa.update(runs)
                 .where(runs.c.id == holder_id, runs.c.status == RunState.RUNNING.value)
                 .where(_same(runs.c.heartbeat_at, row.heartbeat_at))
-                .values(status=RunState.FAILED.value, ended_at=to_db_time(time.time()))
+                .values(
+                    status=RunState.FAILED.value, ended_at=to_db_time(time.time()), note=OWNER_GONE
+                )
             ).rowcount
             if marked != 1:
                 raise _Contended
@@ -276,6 +281,7 @@ class SqlStore(SqlOperations, StateStore):
                             host=host,
                             pid=pid,
                             heartbeat_at=to_db_time(now),
+                            note=None,
                         )
                     ).rowcount
                     if changed != 1:
@@ -301,6 +307,7 @@ class SqlStore(SqlOperations, StateStore):
                 pid=pid,
                 ended_at=None,
                 heartbeat_at=stored_time(now),
+                note=None,
             )
         raise StateStoreError(f"could not resume run {run_id}: too much contention")
 

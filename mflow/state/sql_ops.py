@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from mflow.state.base import DagSummary, RunRecord
+from mflow.state.base import OWNER_GONE, DagSummary, RunRecord
 from mflow.state.ddl import (
     STORE_ID_KEY,
     locks,
@@ -114,7 +114,7 @@ class SqlOperations:
                 # float round trip of the time).
                 .where(runs.c.heartbeat_at <= to_db_time(run.heartbeat_at + 0.001))
                 .where(runs.c.pid == run.pid)
-                .values(status=RunState.FAILED.value, ended_at=to_db_time(at))
+                .values(status=RunState.FAILED.value, ended_at=to_db_time(at), note=OWNER_GONE)
             ).rowcount
             if changed == 1:
                 conn.execute(

@@ -91,6 +91,7 @@ def run_from_value(run_id: int, value: dict[str, Any]) -> RunRecord:
         log_directory=value.get("log_directory") or "",
         parent_run_id=value.get("parent_run_id"),
         parent_task_id=value.get("parent_task_id"),
+        note=value.get("note"),
     )
 
 

@@ -172,6 +172,7 @@ class ZooKeeperStore(ZooKeeperOperations, StateStore):
                 ended_at=None,
                 heartbeat_at=now,
                 locked=lock,
+                note=None,
             )
             txn = self.client.transaction()
             txn.set_data(self.nodes.run(run_id), dumps(value), stat.version)

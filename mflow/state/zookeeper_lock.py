@@ -26,7 +26,7 @@ from kazoo.client import KazooState
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from mflow.errors import RunAlreadyActive
-from mflow.state.base import RunRecord, is_stale, this_host
+from mflow.state.base import OWNER_GONE, RunRecord, is_stale, this_host
 from mflow.state.znodes import Znodes, dumps, loads, run_from_value
 from mflow.state.zookeeper_client import committed
 from mflow.states import RunState
@@ -109,7 +109,7 @@ class RunLocks:
             marked = True
             if not is_stale(holder):
                 raise RunAlreadyActive(dag, holder.id, holder.host, holder.pid)
-            raw.update(status=RunState.FAILED.value, ended_at=time.time())
+            raw.update(status=RunState.FAILED.value, ended_at=time.time(), note=OWNER_GONE)
             txn.set_data(self.nodes.run(holder_id), dumps(raw), run_stat.version)
         txn.delete(self.nodes.lock(dag), version=lock_stat.version)
         results = txn.commit()
@@ -137,7 +137,7 @@ class RunLocks:
                 break
             if not value.get("locked"):
                 continue  # a --allow-concurrent run never held the lock
-            value.update(status=RunState.FAILED.value, ended_at=time.time())
+            value.update(status=RunState.FAILED.value, ended_at=time.time(), note=OWNER_GONE)
             try:
                 self.client.set(self.nodes.run(run_id), dumps(value), version=stat.version)
                 log.warning("run %s of DAG '%s' lost its owner: marked FAILED", run_id, dag)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from mflow.errors import RunNotFound
-from mflow.state.base import DagSummary, RunRecord
+from mflow.state.base import OWNER_GONE, DagSummary, RunRecord
 from mflow.state.znodes import RESERVED, dumps, id_node, loads, node_name
 from mflow.state.zookeeper_client import commit_writes, committed, zk_errors
 from mflow.states import RunState
@@ -140,7 +140,7 @@ class ZooKeeperOperations:
             or current.heartbeat_at > run.heartbeat_at + 0.001
         ):
             return False  # resumed, ended or beaten since it was read
-        value.update(status=RunState.FAILED.value, ended_at=at)
+        value.update(status=RunState.FAILED.value, ended_at=at, note=OWNER_GONE)
         txn = self.client.transaction()
         txn.set_data(self.nodes.run(run.id), dumps(value), stat.version)
         self.locks.release(txn, current.dag, run.id)

@@ -37,6 +37,7 @@ RUN_FIELDS = {
     "log_directory",
     "parent_run_id",
     "parent_task_id",
+    "note",
 }
 TASK_FIELDS = {
     "run_id",

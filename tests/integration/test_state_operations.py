@@ -67,6 +67,7 @@ def test_a_run_whose_owner_is_gone_is_marked_failed_and_unlocked(store: StateSto
     assert store.mark_gone(run, time.time())
     marked = store.get_run(run.id)
     assert marked.status is RunState.FAILED and marked.ended_at is not None
+    assert marked.note == "owner gone"
     assert not store.mark_gone(run, time.time())  # once
     store.start_run(new_run())  # the DAG's lock is free
 
@@ -123,6 +124,7 @@ def test_a_version_1_sqlite_store_gains_the_new_tables_on_first_use(tmp_path: Pa
     db = sqlite3.connect(tmp_path / "state.db")
     db.executescript(
         "DROP TABLE mflow_run_defs; DROP TABLE mflow_stops; DROP INDEX ix_mflow_runs_ended;"
+        "ALTER TABLE mflow_runs DROP COLUMN note;"
         "UPDATE mflow_meta SET value = '1' WHERE name = 'schema_version';"
     )
     db.close()
@@ -130,6 +132,8 @@ def test_a_version_1_sqlite_store_gains_the_new_tables_on_first_use(tmp_path: Pa
     upgraded.set_definitions(run.id, {"a": "1"})
     assert upgraded.definitions(run.id) == {"a": "1"}
     assert upgraded.get_run(run.id).dag == "etl"
+    assert upgraded.mark_gone(run, time.time())
+    assert upgraded.get_run(run.id).note == "owner gone"
     upgraded.close()
     db = sqlite3.connect(tmp_path / "state.db")
     version = db.execute("SELECT value FROM mflow_meta WHERE name = 'schema_version'").fetchone()
