@@ -419,7 +419,7 @@ def logs(
 
     from mflow import queries
     from mflow.errors import ConfigError
-    from mflow.state.base import STALE_AFTER, is_stale
+    from mflow.state.base import OWNER_GONE, STALE_AFTER, is_stale
     from mflow.states import RunState
 
     if follow and json_output:
@@ -433,9 +433,10 @@ def logs(
         run_id = queries.find_run(store, queries.parse_run_id(run_id), dag).id
         if follow:
             run = _follow(queries.follow_log(store, run_id, queries.find_task(store, run_id, task)))
-            if run.status is RunState.RUNNING and is_stale(run):  # nothing more will come
+            gone = run.note == OWNER_GONE or (run.status is RunState.RUNNING and is_stale(run))
+            if gone:  # nothing more will come
                 typer.echo(
-                    f"mflow: stopped following: run {run_id} is recorded as RUNNING but its "
+                    f"mflow: stopped following: run {run_id} is {run.status} (owner gone): its "
                     f"mflow (pid {run.pid} on {run.host}) is gone or has not written a "
                     f"heartbeat for {STALE_AFTER:.0f} s; `mflow --resume {run_id}` with the "
                     "same files continues it",

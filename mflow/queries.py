@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mflow.errors import ConfigError, RunNotFound
-from mflow.state.base import RunRecord, StateStore, TaskRecord, is_stale
+from mflow.state.base import DagSummary, RunRecord, StateStore, TaskRecord, is_stale
 from mflow.states import TERMINAL, RunState, TaskState
 
 _TASK_ORDER = {
@@ -39,6 +39,22 @@ class RunTree:
     tasks: list[TaskNode]
 
 
+def settle_gone(store: StateStore, runs: list[RunRecord]) -> list[RunRecord]:
+    """The runs as they are: one recorded as RUNNING whose mflow is gone (same host and its
+    pid dead, or no heartbeat for STALE_AFTER seconds) is marked FAILED ("owner gone") in the
+    store now, not when the next run of its DAG starts."""
+    if not any(r.status is RunState.RUNNING for r in runs):
+        return runs
+    now = time.time()
+    settled = []
+    for run in runs:
+        if run.status is RunState.RUNNING and is_stale(run, now):
+            store.mark_gone(run, now)
+            run = store.get_run(run.id)  # as marked (or as another process left it)
+        settled.append(run)
+    return settled
+
+
 def run_tree(store: StateStore, run: RunRecord, depth: int = 0) -> RunTree:
     """The run, its tasks in the order they ran, each with the child runs it started."""
     rows = sorted(
@@ -47,7 +63,7 @@ def run_tree(store: StateStore, run: RunRecord, depth: int = 0) -> RunTree:
     )
     by_task: dict[str, list[RunRecord]] = {}
     if depth < 20:  # a guard against a corrupt store pointing in circles
-        for child in store.child_runs(run.id):
+        for child in settle_gone(store, store.child_runs(run.id)):
             by_task.setdefault(child.parent_task_id or "", []).append(child)
     nodes = [
         TaskNode(row, [run_tree(store, c, depth + 1) for c in by_task.get(row.task_id, [])])
@@ -104,7 +120,7 @@ def follow_log(
         if path is None and row.log_path:
             path = Path(row.log_path)
             continue
-        current = store.get_run(run_id)
+        (current,) = settle_gone(store, [store.get_run(run_id)])
         if is_stale(current) or (row.state in TERMINAL and not _retrying(row)):
             run = current
         else:
@@ -138,8 +154,11 @@ def list_runs(
     status: RunState | None = None,
     limit: int = 20,
 ) -> list[RunRecord]:
-    """Recent runs, most recent first."""
-    return store.list_runs(dag=dag, status=status, limit=limit)
+    """Recent runs, most recent first (a run whose owner is gone as FAILED)."""
+    found = settle_gone(store, store.list_runs(dag=dag, status=status, limit=limit))
+    if status is RunState.RUNNING:  # some were not running after all
+        found = [r for r in found if r.status is RunState.RUNNING]
+    return found
 
 
 def parse_run_id(value: str | None, what: str = "RUN_ID") -> int | None:
@@ -155,7 +174,7 @@ def find_run(store: StateStore, run_id: int | None = None, dag: str | None = Non
     """Run `run_id` (which must be of `dag` when it is given), or the latest run that is not
     a child run (of `dag`). Raises RunNotFound, or ConfigError for a run of another DAG."""
     if run_id is not None:
-        run = store.get_run(run_id)
+        (run,) = settle_gone(store, [store.get_run(run_id)])
         if dag is not None and run.dag != dag:
             raise ConfigError(
                 f"run {run_id} is a run of DAG '{run.dag}', not '{dag}'",
@@ -166,7 +185,14 @@ def find_run(store: StateStore, run_id: int | None = None, dag: str | None = Non
     run = store.latest_run(dag, top_level=True)
     if run is None:
         raise RunNotFound(f"no runs{f' of DAG {dag}' if dag else ''} in {store.display_url}")
-    return run
+    return settle_gone(store, [run])[0]
+
+
+def dags(store: StateStore) -> list[DagSummary]:
+    """Every DAG the store knows, with its number of runs and its latest run."""
+    found = store.dags()
+    latest = settle_gone(store, [d.last_run for d in found])
+    return [replace(d, last_run=run) for d, run in zip(found, latest, strict=True)]
 
 
 def status(store: StateStore, run_id: int | None = None, dag: str | None = None) -> RunTree:

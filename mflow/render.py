@@ -119,6 +119,11 @@ def duration(start: float | None, end: float | None, running: bool = False) -> s
     return seconds(end - start)
 
 
+def run_status(run: RunRecord) -> str:
+    """FAILED, or FAILED (owner gone): the state and why, when the run says."""
+    return f"{run.status.value} ({run.note})" if run.note else run.status.value
+
+
 def run_line(run: RunRecord) -> str:
     parent = (
         f"  parent run {run.parent_run_id} task {run.parent_task_id}"
@@ -127,7 +132,7 @@ def run_line(run: RunRecord) -> str:
     )
     took = duration(run.started_at, run.ended_at, run.status is RunState.RUNNING)
     return (
-        f"run {run.id} {run.dag} {run.status}  started {when(run.started_at)}  took {took}"
+        f"run {run.id} {run.dag} {run_status(run)}  started {when(run.started_at)}  took {took}"
         f"  host {run.host} pid {run.pid}{parent}"
     )
 
@@ -221,7 +226,7 @@ def print_runs(runs: list[RunRecord], *, json_output: bool, tty: bool) -> None:
         [
             str(r.id),
             r.dag,
-            r.status.value,
+            run_status(r),
             when(r.started_at),
             duration(r.started_at, r.ended_at, r.status is RunState.RUNNING),
             r.host,
@@ -238,7 +243,7 @@ def print_runs(runs: list[RunRecord], *, json_output: bool, tty: bool) -> None:
         for name in headers:
             table.add_column(name.lower())
         for row in rows:
-            table.add_row(*row[:2], f"[{STYLE[row[2]]}]{row[2]}[/]", *row[3:])
+            table.add_row(*row[:2], f"[{STYLE[row[2].split()[0]]}]{row[2]}[/]", *row[3:])
         Console(highlight=False).print(table)
     elif rows:
         print("\n".join(_aligned([headers, *rows], "")))

@@ -24,6 +24,8 @@ import pytest
 from mflow_cli import MflowRunner, Result, Terminal
 from support import bash, wait_for
 
+from mflow.state.base import SCHEMA_VERSION
+
 RUN_FIELDS = {
     "id",
     "dag",
@@ -55,7 +57,14 @@ TASK_FIELDS = {
 DURATION = re.compile(r"\d+\.\d\ds")  # under a minute: 0.04s
 STARTED = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-TABLES = {"mflow_runs", "mflow_task_runs", "mflow_locks", "mflow_meta"}
+TABLES = {
+    "mflow_runs",
+    "mflow_task_runs",
+    "mflow_locks",
+    "mflow_meta",
+    "mflow_run_defs",
+    "mflow_stops",
+}
 
 
 def write_dag(tmp_path: Path, name: str, tasks: list[dict[str, Any]]) -> str:
@@ -525,10 +534,28 @@ def test_logs_follow_stops_when_the_runs_mflow_was_killed(
     assert result.code == 0, result
     assert output_lines(result.stdout) == ["first-line"]
     assert result.err_lines == [
-        f"mflow: stopped following: run 1 is recorded as RUNNING but its mflow (pid {run.pid} "
+        f"mflow: stopped following: run 1 is FAILED (owner gone): its mflow (pid {run.pid} "
         f"on {socket.gethostname()}) is gone or has not written a heartbeat for 60 s; "
         "`mflow --resume 1` with the same files continues it"
     ]
+
+
+def test_a_run_whose_mflow_was_killed_shows_failed_owner_gone_at_once(
+    tmp_path: Path,
+    mflow_env: dict[str, str],
+    mflow: MflowRunner,
+    background: list[subprocess.Popen[bytes]],
+) -> None:
+    command = "echo first-line; until [ -e release ]; do sleep 0.02; done"
+    run, _ = run_until_logged(tmp_path, mflow_env, background, bash("slow", command), "first-line")
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait(timeout=20)
+    listed = ok(mflow("runs"))
+    assert re.search(r"^1 +\S+ +FAILED \(owner gone\) ", listed.stdout, re.M), listed.stdout
+    (record,) = json.loads(ok(mflow("runs", "--json")).stdout)
+    assert (record["status"], record["note"]) == ("FAILED", "owner gone")
+    assert " FAILED (owner gone) " in ok(mflow("status")).out_lines[0]
+    (tmp_path / "release").touch()
 
 
 def test_logs_follow_of_a_task_that_ended_in_a_running_run_says_nothing_more(
@@ -583,7 +610,7 @@ def test_db_init_is_idempotent(tmp_path: Path, mflow: MflowRunner) -> None:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         versions = conn.execute("SELECT value FROM mflow_meta").fetchall()
     assert tables >= TABLES
-    assert versions == [("1",)]  # one schema-version row, not one per init
+    assert versions == [(str(SCHEMA_VERSION),)]  # one schema-version row, not one per init
     assert ok(mflow("runs")).stdout == "no runs\n"
 
 

@@ -42,6 +42,9 @@ class ScriptedStore:
         self.calls += 1
         return [TaskRecord(run_id, "t", state, 1, 1.0, None, None, None, None, str(self.log))]
 
+    def mark_gone(self, run: RunRecord, at: float) -> bool:
+        return False  # as if another process had resumed it meanwhile
+
     def get_run(self, run_id: int) -> RunRecord:
         # A live run: this process on this host, with a fresh heartbeat (see is_stale).
         now = time.time()
