@@ -96,6 +96,15 @@ def _run(
             show_default=False,
         ),
     ] = None,
+    rerun_from: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="TASK",
+            help="With --resume: run TASK and everything after it again, even if SUCCESS.",
+            show_default=False,
+        ),
+    ] = None,
     oneshot: Annotated[
         str | None,
         typer.Option(
@@ -159,6 +168,7 @@ def _run(
         datasources=datasources,
         concurrency=concurrency,
         resume=resume,
+        rerun_from=rerun_from,
         oneshot=oneshot,
         target=target,
         fail_fast=fail_fast,
@@ -167,6 +177,8 @@ def _run(
         log_dir=log_dir,
         parent=parent,
     )
+    import json
+
     if dry_run:
         from mflow import render
         from mflow.dryrun import planned_tasks
@@ -180,6 +192,15 @@ def _run(
 
     view = make_console(quiet=quiet, json_output=json_output, resume=_resume_argv(request))
     result = execute(request, view)
+    if result.nothing_left:
+        if json_output:
+            event = {"event": "RunUnchanged", "run_id": result.run_id, "state": result.state.value}
+            typer.echo(json.dumps(event))
+        else:
+            typer.echo(
+                f"run {result.run_id}: nothing left to do, every task is SUCCESS; "
+                f"the run is unchanged ({result.state.value})"
+            )
     if result.store_error:
         print(
             f"mflow: {result.store_error} (the logs in {result.log_dir} have the full record)",
@@ -465,6 +486,98 @@ def _follow(chunks):  # write a log as it grows; return the generator's value (t
             return stop.value
         sys.stdout.write(chunk)
         sys.stdout.flush()
+
+
+@app.command()
+def stop(
+    ctx: typer.Context,
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN_ID|last", help="A run id, or last (the latest run).")
+    ],
+    dag: Annotated[
+        str | None, typer.Option("--dag", help="With last: the latest run of this DAG.")
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", min=0, help="Seconds to wait for the run to end (0: do not wait)."),
+    ] = 60.0,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Stop a running run wherever it runs: its tasks and child runs are CANCELLED."""
+    import json
+
+    from mflow import control, queries
+
+    store = _store(ctx, state, config, datasources)
+    try:
+        run = queries.find_run(store, queries.parse_run_id(run_id), dag)
+        result = control.stop_run(store, run, wait=wait)
+    finally:
+        store.close()
+    run = result.run
+    if json_output:
+        record = queries.record_dict(run)
+        typer.echo(json.dumps({**record, "signalled": result.signalled, "ended": result.ended}))
+    elif result.ended:
+        typer.echo(f"run {run.id} {run.dag}: {run.status}")
+    else:
+        how = "sent SIGTERM" if result.signalled else f"asked its mflow on {run.host} to stop"
+        typer.echo(
+            f"run {run.id} {run.dag}: {how}; still {run.status} after {wait:g} s "
+            f"(`mflow status {run.id}` shows when it ends)"
+        )
+
+
+@app.command()
+def dags(
+    ctx: typer.Context,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The DAGs this store knows: how many runs, the last one, its state and when."""
+    from mflow import queries, render
+
+    store = _store(ctx, state, config, datasources)
+    try:
+        found = queries.dags(store)
+    finally:
+        store.close()
+    render.print_dags(found, json_output=json_output, tty=_tty())
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", metavar="AGE", help="Runs that ended longer ago: 30d, 12h, 2w."
+        ),
+    ],
+    dag: Annotated[str | None, typer.Option("--dag", help="Only runs of this DAG.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go; delete nothing.")
+    ] = False,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete finished runs older than AGE, their task rows and task logs (never an active run)."""
+    from mflow import control, render
+
+    age = control.parse_age(older_than)
+    store = _store(ctx, state, config, datasources)
+    try:
+        result = control.prune(store, age, dag=dag, dry_run=dry_run)
+    finally:
+        store.close()
+    render.print_prune(result, dry_run=dry_run, json_output=json_output)
 
 
 # --------------------------------------------------------------------------- db, crypt

@@ -29,8 +29,37 @@ MASTER_LOG = "mflow.log"
 _LEVEL = {TaskState.SUCCESS: "INFO", TaskState.FAILED: "ERROR"}
 
 
-def task_log_path(log_dir: Path, run_id: int, task_id: str) -> Path:
-    return log_dir / f"master_{run_id}_task_{task_id}.log"
+STORE_MARKER = ".mflow-store"
+
+
+def task_log_path(log_dir: Path, run_id: int, task_id: str, tag: str | None = None) -> Path:
+    """`master_<run>_task_<task>.log` (the seed's name), or with a store's tag before the run
+    id, `master_<tag>-<run>_task_<task>.log`, in a directory another store's runs log to."""
+    run = f"{tag}-{run_id}" if tag else str(run_id)
+    return log_dir / f"master_{run}_task_{task_id}.log"
+
+
+def store_tag(log_dir: Path, store_id: str) -> str | None:
+    """None when the log directory belongs to this store, else the tag its task logs carry.
+
+    Run ids are only unique within a store: two stores' run 5 logging to one directory must
+    not share task logs. The first store to log in a directory claims it (a `.mflow-store`
+    file holding its id) and keeps the seed's names there; any other store's runs put the
+    first 8 characters of their store's id in their task logs' names."""
+    marker = log_dir / STORE_MARKER
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        try:
+            owner = marker.read_text(encoding="utf-8").strip()
+        except OSError:
+            owner = ""
+        return None if owner == store_id else store_id[:8]
+    try:
+        os.write(fd, f"{store_id}\n".encode())
+    finally:
+        os.close(fd)
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -152,14 +181,15 @@ def owner_gone_text(event: OwnerGone) -> str:
 class MasterLog:
     """Appends one line per event to `<log_directory>/mflow.log`."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, tag: str | None = None) -> None:
         self.path = log_dir / MASTER_LOG
+        self.tag = f"{tag}-" if tag else ""  # another store's runs (see store_tag)
         # Buffered, and flushed each time the runner goes to sleep (`flush`): `tail -f` still
         # sees every event as it happens, without a write() per line on the dispatch path.
         self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, t: float, level: str, run_id: int | None, message: str) -> None:
-        run = f"run={run_id}" if run_id is not None else "run=-"
+        run = f"run={self.tag}{run_id}" if run_id is not None else "run=-"
         self._file.write(f"{iso(t)} {level:<7} {run} {message}\n")
 
     def handle(self, event: Event) -> None:

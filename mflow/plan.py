@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mflow.errors import ConfigError, RunNotFound
-from mflow.states import TaskState
+from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
     from mflow.config import Project
@@ -32,6 +32,7 @@ class RunRequest:
     datasources: Path | None = None
     concurrency: int | None = None
     resume: str | None = None  # a run id, or "last"
+    rerun_from: str | None = None  # --from TASK: with --resume, TASK and its downstream again
     oneshot: str | None = None
     target: str | None = None
     fail_fast: bool = False
@@ -39,6 +40,35 @@ class RunRequest:
     state: str | None = None
     log_dir: Path | None = None
     parent: str | None = None  # "RUN_ID:TASK_ID" for child runs
+
+
+@dataclass(frozen=True)
+class DagChanges:
+    """How the DAG differs from the run being resumed."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()  # the definition differs (command, fields, retries...)
+    recorded: bool = True  # False: the run predates recorded definitions (no `changed`)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def describe(self, run_id: int) -> str:
+        parts = [
+            f"{what} {', '.join(names)}"
+            for what, names in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("changed", self.changed),
+            )
+            if names
+        ]
+        text = f"the DAG changed since run {run_id}: " + "; ".join(parts) if parts else ""
+        if not self.recorded:
+            unknown = f"run {run_id} has no recorded task definitions: changed tasks cannot be told"
+            text = f"{text} ({unknown})" if text else unknown
+        return text
 
 
 @dataclass(frozen=True)
@@ -56,10 +86,23 @@ class RunPlan:
     previous: RunRecord | None = None  # the run this one continues
     previous_tasks: tuple[TaskRecord, ...] = ()
     parent: tuple[int, str] | None = None
+    changes: DagChanges = DagChanges()
+    rerun: frozenset[str] = frozenset()  # SUCCESS tasks that run again (--from, changed)
 
     @property
     def resumes(self) -> bool:
         return self.previous is not None
+
+    @property
+    def nothing_left(self) -> bool:
+        """A resume with every task already done and nothing removed: it changes nothing."""
+        previous = self.previous
+        return (
+            previous is not None
+            and previous.status is not RunState.RUNNING  # (its owner died: take it and end it)
+            and not self.changes.removed
+            and len(self.done) == len(self.tasks)
+        )
 
 
 def usage(message: str, hint: str | None = None) -> ConfigError:
@@ -77,6 +120,10 @@ def load(request: RunRequest) -> Project:
         )
     if request.oneshot and request.target:
         raise usage("--oneshot and --target choose the tasks in different ways: give one")
+    if request.rerun_from and not request.resume:
+        raise usage(
+            "--from TASK reruns part of an earlier run: give the run with --resume RUN_ID|last"
+        )
     return load_project(request.config, request.taskfile, request.datasources)
 
 
@@ -139,9 +186,24 @@ def plan_run(project: Project, request: RunRequest, store: StateStore | None) ->
     assert store is not None
     rows = store.tasks(previous.id)
     known = {r.task_id: r for r in rows}
-    tasks = tuple(t for t in project.dag.tasks if t in known) or selected
-    done = frozenset(t for t in tasks if t in known and known[t].state is TaskState.SUCCESS)
-    attempts = {t: known[t].attempt for t in tasks if t in known}
+    dag_tasks = project.dag.tasks
+    current = definitions(project)
+    old = store.definitions(previous.id)
+    if old is None:  # recorded before mflow kept definitions: what it had is what it was
+        added = tuple(t for t in dag_tasks if t not in known)
+        changed: tuple[str, ...] = ()
+    else:
+        added = tuple(t for t in dag_tasks if t not in old and t not in known)
+        changed = tuple(t for t in dag_tasks if t in known and t in old and old[t] != current[t])
+    changes = DagChanges(
+        added=added,
+        removed=tuple(r.task_id for r in rows if r.task_id not in dag_tasks),
+        changed=changed,
+        recorded=old is not None,
+    )
+    tasks = tuple(t for t in dag_tasks if t in known or t in added)
+    succeeded = {t for t in tasks if t in known and known[t].state is TaskState.SUCCESS}
+    rerun = succeeded & (set(changed) | _from(request, project, tasks))
     return RunPlan(
         project=project,
         request=request,
@@ -149,12 +211,43 @@ def plan_run(project: Project, request: RunRequest, store: StateStore | None) ->
         log_dir=plan.log_dir,
         location=plan.location,
         concurrency=plan.concurrency,
-        done=done,
-        attempts=attempts,
+        done=frozenset(succeeded - rerun),
+        attempts={t: known[t].attempt for t in tasks if t in known},
         previous=previous,
         previous_tasks=tuple(rows),
         parent=parent,
+        changes=changes,
+        rerun=frozenset(rerun),
     )
+
+
+def _from(request: RunRequest, project: Project, tasks: tuple[str, ...]) -> set[str]:
+    """`--from TASK`: TASK and everything downstream of it in the resumed run."""
+    name = request.rerun_from
+    if name is None:
+        return set()
+    if name not in tasks:
+        known = ", ".join(tasks[:10]) + (", …" if len(tasks) > 10 else "")
+        raise usage(f"--from: task '{name}' is not in the run being resumed", f"known: {known}")
+    from mflow import graph
+
+    in_run = {t: project.dag.tasks[t] for t in tasks}
+    return graph.downstream(in_run, [name])
+
+
+def definitions(project: Project) -> dict[str, str]:
+    """A digest of each task's definition: what it runs and how (its fields, and the retries,
+    timeout, environment and directory it gets from the defaults), not its description."""
+    import hashlib
+    import json
+
+    found = {}
+    for task_id, spec in project.dag.tasks.items():
+        fields = {k: v for k, v in spec.fields.items() if k != "description"}
+        what = [fields, spec.retries, spec.retry_delay, spec.timeout, spec.env, str(spec.cwd)]
+        text = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
+        found[task_id] = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return found
 
 
 def _run_to_resume(

@@ -21,10 +21,11 @@ from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
     from mflow.config import Project, TaskSpec
+    from mflow.control import PruneResult
     from mflow.dryrun import PlannedTask
     from mflow.plan import RunPlan
     from mflow.queries import RunTree
-    from mflow.state.base import RunRecord, TaskRecord
+    from mflow.state.base import DagSummary, RunRecord, TaskRecord
 
 
 def _depends(spec: TaskSpec) -> list[str]:
@@ -235,18 +236,8 @@ def print_runs(runs: list[RunRecord], *, json_output: bool, tty: bool) -> None:
         ]
         for r in runs
     ]
-    if tty:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for name in headers:
-            table.add_column(name.lower())
-        for row in rows:
-            table.add_row(*row[:2], f"[{STYLE[row[2].split()[0]]}]{row[2]}[/]", *row[3:])
-        Console(highlight=False).print(table)
-    elif rows:
-        print("\n".join(_aligned([headers, *rows], "")))
+    if rows:
+        _table(headers, rows, tty=tty, status_column=2)
     else:
         print("no runs")
 
@@ -281,6 +272,12 @@ def _plan_text(plan: RunPlan, tasks: Iterable[PlannedTask], out: IO[str]) -> Non
         f"dry run of {project.dag.name} ({project.taskfile_display}): "
         f"{count(total, 'task')}, at most {plan.concurrency} at once; nothing is run"
     ]
+    if plan.previous is not None:
+        lines.append(f"resumes run {plan.previous.id} ({plan.previous.status.value})")
+        if plan.changes or not plan.changes.recorded:
+            lines.append(plan.changes.describe(plan.previous.id))
+        if plan.rerun:
+            lines.append(f"runs again though SUCCESS: {', '.join(sorted(plan.rerun))}")
     try:
         for task in tasks:
             if task.kept:
@@ -305,6 +302,13 @@ def _plan_json(plan: RunPlan, tasks: Iterable[PlannedTask], out: IO[str]) -> Non
         "dag": project.dag.name,
         "taskfile": str(project.dag.path),
         "resumes": plan.previous.id if plan.previous is not None else None,
+        "changes": {
+            "added": list(plan.changes.added),
+            "removed": list(plan.changes.removed),
+            "changed": list(plan.changes.changed),
+            "recorded": plan.changes.recorded,
+        },
+        "rerun": sorted(plan.rerun),
         "concurrency": plan.concurrency,
         "tasks": [
             {
@@ -319,3 +323,83 @@ def _plan_json(plan: RunPlan, tasks: Iterable[PlannedTask], out: IO[str]) -> Non
         ],
     }
     out.write(json.dumps(document, indent=2) + "\n")
+
+
+# ------------------------------------------------------------------------- dags, prune
+
+
+def _table(headers: list[str], rows: list[list[str]], *, tty: bool, status_column: int) -> None:
+    """Rows as a rich table on a terminal, aligned plain text otherwise."""
+    if tty:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for name in headers:
+            table.add_column(name.lower())
+        for row in rows:
+            state = row[status_column]
+            row = list(row)
+            row[status_column] = f"[{STYLE.get(state.split()[0], '')}]{state}[/]"
+            table.add_row(*row)
+        Console(highlight=False).print(table)
+    else:
+        print("\n".join(_aligned([headers, *rows], "")))
+
+
+def print_dags(found: list[DagSummary], *, json_output: bool, tty: bool) -> None:
+    if json_output:
+        from mflow.queries import record_dict
+
+        print(
+            json.dumps(
+                [
+                    {"dag": d.dag, "runs": d.runs, "last_run": record_dict(d.last_run)}
+                    for d in found
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not found:
+        print("no DAGs: nothing has run in this store yet")
+        return
+    headers = ["DAG", "RUNS", "LAST RUN", "STATE", "STARTED", "DURATION"]
+    rows = [
+        [
+            d.dag,
+            str(d.runs),
+            str(d.last_run.id),
+            run_status(d.last_run),
+            when(d.last_run.started_at),
+            duration(
+                d.last_run.started_at, d.last_run.ended_at, d.last_run.status is RunState.RUNNING
+            ),
+        ]
+        for d in found
+    ]
+    _table(headers, rows, tty=tty, status_column=3)
+
+
+def print_prune(result: PruneResult, *, dry_run: bool, json_output: bool) -> None:
+    if json_output:
+        print(
+            json.dumps(
+                {
+                    "dry_run": dry_run,
+                    "runs": [r.id for r in result.runs],
+                    "logs": [str(p) for p in result.logs],
+                    "bytes": result.bytes,
+                },
+                indent=2,
+            )
+        )
+        return
+    verb = "would delete" if dry_run else "deleted"
+    size = f"{result.bytes / 1e6:.1f} MB" if result.bytes >= 1e5 else f"{result.bytes} bytes"
+    print(
+        f"{verb} {count(len(result.runs), 'run')} and {count(len(result.logs), 'task log')} "
+        f"({size})"
+    )
+    for run in result.runs:
+        print(f"  run {run.id} {run.dag} {run_status(run)}  ended {when(run.ended_at)}")

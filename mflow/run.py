@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mflow.errors import ConfigError, ExitCode
-from mflow.events import Event, Listener, Listeners, OwnerGone
+from mflow.events import Event, Listener, Listeners, OwnerGone, RunNotice
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class RunResult:
     counts: dict[str, int] = field(default_factory=dict)
     log_dir: Path | None = None
     store_error: str | None = None  # a transition could not be recorded (the logs have it)
+    nothing_left: bool = False  # a resume of a run with every task done: nothing was run
 
 
 def execute(request: RunRequest, view: Listener | None = None) -> RunResult:
@@ -48,6 +49,17 @@ def execute(request: RunRequest, view: Listener | None = None) -> RunResult:
         store = open_store(locate_store(project, request))
         try:
             plan = plan_run(project, request, store)
+            if plan.nothing_left:  # changes nothing: not its owner, its times, its state
+                previous = plan.previous
+                assert previous is not None
+                code = ExitCode.OK if previous.status is RunState.SUCCESS else ExitCode.TASK_FAILED
+                return RunResult(
+                    previous.id,
+                    previous.status,
+                    code,
+                    {TaskState.SUCCESS.value: len(plan.tasks)},
+                    nothing_left=True,
+                )
             prepare_log_dir(plan.log_dir)
             return run_plan(plan, store, view, more)
         finally:
@@ -67,7 +79,7 @@ def run_plan(
     plan: RunPlan, store: StateStore, view: Listener | None = None, more: object = None
 ) -> RunResult:
     """Take the planned run in the store and run it to its end."""
-    from mflow.logs import MasterLog
+    from mflow.logs import MasterLog, store_tag
     from mflow.runner import Runner, Settings
     from mflow.state.writer import StoreWriter
 
@@ -76,7 +88,8 @@ def run_plan(
     listeners = Listeners([writer])
     finished = False
     try:
-        listeners.add(MasterLog(plan.log_dir))
+        tag = store_tag(plan.log_dir, store.store_id())
+        listeners.add(MasterLog(plan.log_dir, tag))
         if view is not None:
             listeners.add(view)
         for event in taken:  # what taking the run found, before the run's own events
@@ -93,8 +106,10 @@ def run_plan(
             parent_run_id=plan.parent[0] if plan.parent else None,
             parent_task_id=plan.parent[1] if plan.parent else None,
             resumed=plan.resumes,
+            log_tag=tag,
         )
         runner = Runner(plan.project, runner_plan, settings, listeners)
+        writer.on_stop = runner.request_stop
         if callable(more):
             more()  # what was built since loading lives as long as the run (mflow.memory)
         outcome = runner.run()
@@ -116,8 +131,10 @@ def run_plan(
 def take_run(plan: RunPlan, store: StateStore) -> tuple[RunRecord, Plan, list[Event]]:
     """Start a new run, or take over the one the plan continues: the lock and the rows.
     Returns the run, the runner's plan, and the events of taking it (an owner found gone)."""
+    from mflow.logs import count
+    from mflow.plan import definitions
     from mflow.runner import Plan
-    from mflow.state.base import NewRun, this_host
+    from mflow.state.base import NewRun, TaskRecord, this_host
 
     # A child run is part of its parent's run, which holds the DAG lock: it takes none of its
     # own, so two tasks of a parent may run the same child DAG side by side.
@@ -138,11 +155,18 @@ def take_run(plan: RunPlan, store: StateStore) -> tuple[RunRecord, Plan, list[Ev
             lock=lock,
         )
         store.add_tasks(run.id, plan.tasks)
+        store.set_definitions(run.id, definitions(project))
         return run, Plan(plan.tasks), []
     previous = plan.previous
     _kill_orphans(previous.id, plan.previous_tasks)
     run = store.resume_run(previous.id, host=this_host(), pid=os.getpid(), lock=lock)
+    # The run's record follows the DAG as it is now: removed tasks leave it, added ones join
+    # it, and what runs again is not SUCCESS any more (should this run be stopped too).
+    store.remove_tasks(run.id, plan.changes.removed)
     store.add_tasks(run.id, plan.tasks)
+    attempts = {r.task_id: r.attempt for r in plan.previous_tasks}
+    store.record([TaskRecord(run.id, t, TaskState.NONE, attempts[t]) for t in sorted(plan.rerun)])
+    store.set_definitions(run.id, definitions(project))
     taken: list[Event] = []
     if previous.status is RunState.RUNNING:  # resume_run refuses a live owner: this one is gone
         taken.append(
@@ -154,6 +178,14 @@ def take_run(plan: RunPlan, store: StateStore) -> tuple[RunRecord, Plan, list[Ev
                 time.time(),
                 resumed_by=os.getpid(),
             )
+        )
+    now = time.time()
+    if plan.changes or not plan.changes.recorded:
+        taken.append(RunNotice(run.id, "WARNING", plan.changes.describe(run.id), now))
+    if plan.request.rerun_from:
+        again = count(len(plan.rerun), "task")
+        taken.append(
+            RunNotice(run.id, "INFO", f"--from {plan.request.rerun_from}: {again} again", now)
         )
     return run, Plan(plan.tasks, plan.done, plan.attempts), taken
 

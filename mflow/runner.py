@@ -61,6 +61,7 @@ class Settings:
     parent_run_id: int | None = None
     parent_task_id: str | None = None
     resumed: bool = False
+    log_tag: str | None = None  # the store's tag in task log names (logs.store_tag)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class Runner:
         self.threads: Executor = ThreadExecutor(self.watcher)
         self.executors = (self.processes, self.threads)
         self.stop_signal: int | None = None
+        self.stop_reason: str | None = None  # why, announced once (`_cancel_all`)
         self.halted = False  # --fail-fast tripped
         self.base_env = taskenv.base_env(
             project,
@@ -243,7 +245,8 @@ class Runner:
         number = self.attempts[spec.id] + 1
         self.attempts[spec.id] = number
         self.state[spec.id] = TaskState.RUNNING
-        log_path = logs.task_log_path(self.settings.log_dir, self.settings.run_id, spec.id)
+        settings = self.settings
+        log_path = logs.task_log_path(settings.log_dir, settings.run_id, spec.id, settings.log_tag)
         task_type = registry.get(spec.type)
         ctx = TaskContext(
             run_id=self.settings.run_id,
@@ -384,14 +387,26 @@ class Runner:
             self._settle(attempt, self._interpret(attempt, gone))
 
     def _cancel_all(self) -> None:
+        if self.stop_reason is not None:
+            running = logs.count(len(self.running), "running task")
+            self._notice("WARNING", f"{self.stop_reason}: cancelling {running}")
+            self.stop_reason = None
         now = time.monotonic()
         for attempt in list(self.running.values()):
             if not attempt.cancelled:
                 attempt.cancelled = True
                 self._terminate(attempt, now)
 
+    def request_stop(self, who: str) -> None:
+        """Stop the run as SIGTERM would (any thread may call it): `mflow stop`."""
+        if self.stop_signal is None:
+            self.stop_reason = f"stop requested by {who}"
+            self.stop_signal = signal.SIGTERM
+        self.watcher.wake()
+
     def _on_signal(self, signum: int, frame: object) -> None:
         if self.stop_signal is None:
+            self.stop_reason = f"{signal.Signals(signum).name} received"
             self.stop_signal = signum
         else:  # a second signal: no more grace
             for attempt in self.running.values():
@@ -479,6 +494,7 @@ class Runner:
         )
 
     def _announce_end(self, started: float) -> Outcome:
+        s = self.settings
         counts = {state.value: 0 for state in TaskState}
         for state in self.state.values():
             counts[state.value] += 1
@@ -490,7 +506,7 @@ class Runner:
         else:
             run_state, code = RunState.FAILED, ExitCode.TASK_FAILED
         failed = tuple(
-            (tid, str(logs.task_log_path(self.settings.log_dir, self.settings.run_id, tid)))
+            (tid, str(logs.task_log_path(s.log_dir, s.run_id, tid, s.log_tag)))
             for tid, state in self.state.items()
             if state in (TaskState.FAILED, TaskState.CANCELLED)
         )

@@ -4,7 +4,8 @@ The runner hands every transition to `StoreWriter.handle`, which only queues it.
 thread takes whatever has queued up since its last commit and writes it as one transaction, so
 a burst of a hundred short tasks costs a handful of commits, not two hundred. One thread, one
 queue, in order: a task's SUCCESS is durable before any record of what its dependents did.
-The same thread keeps the run's heartbeat.
+The same thread keeps the run's heartbeat and looks for stop requests (`mflow stop` from
+another host) every few seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _RETRY_FOR = 120.0  # seconds a failing store is retried before the writer gives
 # transition waits before it is durable (plus the commit itself); after a quiet spell the
 # first change is written at once.
 GROUP_COMMIT_INTERVAL = 0.05
+STOP_POLL = 2.0  # seconds between looks for a stop request in the store (`mflow stop`)
 _STOP = object()
 
 
@@ -38,6 +40,8 @@ class StoreWriter:
         self.run_id = run_id
         self.host = this_host()
         self.error: str | None = None  # set when something could not be recorded
+        # Called (on the writer's thread) with who asked, when the store holds a stop request.
+        self.on_stop: Callable[[str], None] | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closing = threading.Event()  # set by close(): no more waiting to group commits
         self._thread = threading.Thread(target=self._loop, name="mflow-store", daemon=True)
@@ -103,11 +107,13 @@ class StoreWriter:
 
     def _loop(self) -> None:
         next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+        next_look = time.monotonic() + STOP_POLL
         last_commit = 0.0
         stopping = False
         while not stopping:
             try:
-                first = self._queue.get(timeout=max(0.0, next_beat - time.monotonic()))
+                wake = min(next_beat, next_look) if self.on_stop else next_beat
+                first = self._queue.get(timeout=max(0.0, wake - time.monotonic()))
             except queue.Empty:
                 first = None
             if isinstance(first, TaskRecord):
@@ -136,6 +142,19 @@ class StoreWriter:
             if time.monotonic() >= next_beat:
                 self._call(lambda: self.store.heartbeat(self.run_id, time.time()))
                 next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+            if self.on_stop is not None and time.monotonic() >= next_look:
+                next_look = time.monotonic() + STOP_POLL
+                self._look_for_stop()
+
+    def _look_for_stop(self) -> None:
+        """`mflow stop` from anywhere leaves a request in the store: pass it on once."""
+        try:
+            by = self.store.stop_requested(self.run_id)
+        except Exception:  # a store that cannot be read now: the next look may do
+            return
+        if by is not None and self.on_stop is not None:
+            on_stop, self.on_stop = self.on_stop, None
+            on_stop(by)
 
     def _write(self, changes: list[TaskRecord]) -> None:
         if changes:

@@ -272,6 +272,7 @@ def test_status_output_is_the_same_on_every_backend(tmp_path: Path, state_url: s
         "status": "FAILED",
         "parent_run_id": None,
         "parent_task_id": None,
+        "note": None,
     }
     assert sorted(map(stable, tree["tasks"]), key=lambda t: t["task_id"]) == [
         {
