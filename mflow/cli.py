@@ -149,6 +149,10 @@ def _run(
         str | None,
         typer.Option("--parent", hidden=True, help="RUN_ID:TASK_ID of the parent (child runs)."),
     ] = None,
+    announce_fd: Annotated[
+        int | None,
+        typer.Option("--announce-fd", hidden=True, help="Write the run id here (mflow.launch)."),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -191,7 +195,16 @@ def _run(
     from mflow.run import execute
 
     view = make_console(quiet=quiet, json_output=json_output, resume=_resume_argv(request))
-    result = execute(request, view)
+    on_taken = None
+    if announce_fd is not None:
+        from mflow.launch import announce
+
+        def on_taken(run) -> None:  # type: ignore[no-untyped-def]
+            announce(announce_fd, run.id)
+
+    result = execute(request, view, on_taken)
+    if announce_fd is not None and result.nothing_left:
+        announce(announce_fd, result.run_id)
     if result.nothing_left:
         if json_output:
             event = {"event": "RunUnchanged", "run_id": result.run_id, "state": result.state.value}

@@ -21,6 +21,8 @@ from mflow.events import Event, Listener, Listeners, OwnerGone, RunNotice
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mflow.plan import RunPlan, RunRequest
     from mflow.runner import Plan
     from mflow.state.base import RunRecord, StateStore, TaskRecord
@@ -37,8 +39,13 @@ class RunResult:
     nothing_left: bool = False  # a resume of a run with every task done: nothing was run
 
 
-def execute(request: RunRequest, view: Listener | None = None) -> RunResult:
-    """Run the request's DAG; raises MflowError for bad input or an unreachable store."""
+def execute(
+    request: RunRequest,
+    view: Listener | None = None,
+    on_taken: Callable[[RunRecord], None] | None = None,
+) -> RunResult:
+    """Run the request's DAG; raises MflowError for bad input or an unreachable store.
+    `on_taken` is called with the run once it is taken in the store (`mflow.launch`)."""
     from mflow.memory import long_lived
     from mflow.plan import load, locate_store, plan_run
     from mflow.state import open_store
@@ -61,7 +68,7 @@ def execute(request: RunRequest, view: Listener | None = None) -> RunResult:
                     nothing_left=True,
                 )
             prepare_log_dir(plan.log_dir)
-            return run_plan(plan, store, view, more)
+            return run_plan(plan, store, view, more, on_taken)
         finally:
             store.close()
 
@@ -76,7 +83,11 @@ def prepare_log_dir(log_dir: Path) -> None:
 
 
 def run_plan(
-    plan: RunPlan, store: StateStore, view: Listener | None = None, more: object = None
+    plan: RunPlan,
+    store: StateStore,
+    view: Listener | None = None,
+    more: object = None,
+    on_taken: Callable[[RunRecord], None] | None = None,
 ) -> RunResult:
     """Take the planned run in the store and run it to its end."""
     from mflow.logs import MasterLog, store_tag
@@ -84,6 +95,8 @@ def run_plan(
     from mflow.state.writer import StoreWriter
 
     run, runner_plan, taken = take_run(plan, store)
+    if on_taken is not None:
+        on_taken(run)
     writer = StoreWriter(store, run.id)
     listeners = Listeners([writer])
     finished = False
