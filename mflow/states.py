@@ -37,3 +37,15 @@ STATE_TEXT: dict[str, str] = {state: state.value for state in TaskState}
 TERMINAL = frozenset(
     {TaskState.SUCCESS, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED}
 )
+
+
+class PartitionStatus(str, Enum):
+    """A partition's (dataset, dataid) state (SPEC §6). Absent: not produced yet."""
+
+    RUNNING = "RUNNING"  # claimed by a runjob
+    READY = "READY"
+    FAILED = "FAILED"
+    RESUBMIT = "RESUBMIT"  # to be produced again (`mflow data reset`)
+
+    def __str__(self) -> str:
+        return self.value

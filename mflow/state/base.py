@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from mflow.states import RunState, TaskState
+from mflow.states import PartitionStatus, RunState, TaskState
 
 SCHEMA_VERSION = 2  # 2: task definitions, stop requests, the store's id
 HEARTBEAT_INTERVAL = 10.0  # seconds between heartbeats of a live run
@@ -84,6 +84,39 @@ class DagSummary:
     dag: str
     runs: int
     last_run: RunRecord
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named dataset: fields that may use ${dataid} (`path`, `table`...)."""
+
+    name: str
+    fields: Mapping[str, str]
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One (dataset, dataid) and who set its status, when."""
+
+    dataset: str
+    dataid: str
+    status: PartitionStatus
+    job: str | None = None
+    run_id: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    updated_at: float = 0.0
+    heartbeat_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who claims a partition: a `runjob` process."""
+
+    job: str
+    host: str
+    pid: int
 
 
 class StateStore(ABC):
@@ -194,6 +227,39 @@ class StateStore(ABC):
     def delete_runs(self, run_ids: Iterable[int]) -> None:
         """Delete runs with their task rows and what else is kept of them."""
 
+    # ---------------------------------------------------------------- partitions (SPEC §6)
+
+    @abstractmethod
+    def put_dataset(self, dataset: Dataset) -> bool:
+        """Create or replace a dataset; True when it is new."""
+
+    @abstractmethod
+    def datasets(self) -> list[Dataset]:
+        """Every dataset, by name."""
+
+    @abstractmethod
+    def set_partition(self, partition: Partition) -> None:
+        """Write a partition's status as given (`mflow data set`, the end of a runjob)."""
+
+    @abstractmethod
+    def partitions(
+        self, dataset: str | None = None, status: PartitionStatus | None = None
+    ) -> list[Partition]:
+        """Partitions by dataset, then dataid."""
+
+    @abstractmethod
+    def claim_partition(
+        self, claim: Claim, inputs: Sequence[str], output: str, dataid: str | None = None
+    ) -> Partition | None:
+        """Atomically take the smallest dataid (or `dataid`) whose inputs are all READY and
+        whose output partition is absent, RESUBMIT, or RUNNING for a claimer that is gone:
+        the output partition becomes RUNNING, owned by `claim`. None: nothing is ready.
+        Any number of claimers on any hosts never take the same partition twice."""
+
+    @abstractmethod
+    def heartbeat_partition(self, dataset: str, dataid: str, claim: Claim) -> None:
+        """The claimer of a RUNNING partition is alive."""
+
     def close(self) -> None:  # noqa: B027 - optional for stores holding nothing open
         """Release connections."""
 
@@ -218,9 +284,15 @@ def pid_alive(pid: int) -> bool:
 
 def is_stale(run: RunRecord, now: float | None = None) -> bool:
     """The run's owner is gone: same host and its pid dead, or no heartbeat for STALE_AFTER."""
-    now = time.time() if now is None else now
     if run.status is not RunState.RUNNING:
         return True
-    if now - run.heartbeat_at > STALE_AFTER:
+    return is_stale_owner(run.host, run.pid, run.heartbeat_at, now)
+
+
+def is_stale_owner(host: str, pid: int, heartbeat_at: float, now: float | None = None) -> bool:
+    """An owner (of a run, of a partition claim) is gone: on this host and its pid dead, or
+    no heartbeat for STALE_AFTER seconds."""
+    now = time.time() if now is None else now
+    if now - heartbeat_at > STALE_AFTER:
         return True
-    return run.host == this_host() and not pid_alive(run.pid)
+    return host == this_host() and not pid_alive(pid)

@@ -107,6 +107,31 @@ stops = sa.Table(
     sa.Column("requested_by", sa.String(300)),
 )
 
+# Partition-aware jobs (SPEC §6): datasets, and each (dataset, dataid) with its status.
+datasets = sa.Table(
+    "mflow_datasets",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("fields", sa.Text, nullable=False),  # JSON object
+    sa.Column("updated_at", sa.TIMESTAMP()),
+)
+
+partitions = sa.Table(
+    "mflow_partitions",
+    metadata,
+    sa.Column("dataset", sa.String(200), primary_key=True),
+    sa.Column("dataid", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("job", sa.String(200)),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("updated_at", sa.TIMESTAMP()),
+    sa.Column("heartbeat_at", sa.TIMESTAMP()),
+    # The next eligible dataid: READY inputs in dataid order, an output's row by dataid.
+    sa.Index("ix_mflow_partitions_status", "dataset", "status", "dataid"),
+)
+
 SCHEMA_VERSION_KEY = "schema_version"
 STORE_ID_KEY = "store_id"
 

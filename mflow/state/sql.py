@@ -58,6 +58,7 @@ from mflow.state.ddl import (
 )
 from mflow.state.sql_engine import DEFERRED, create_store_engine
 from mflow.state.sql_ops import SqlOperations
+from mflow.state.sql_partitions import SqlPartitions
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class _Contended(Exception):
     """The lock or its holder changed between our read and our write: look again."""
 
 
-class SqlStore(SqlOperations, StateStore):
+class SqlStore(SqlOperations, SqlPartitions, StateStore):
     """Runs, task rows and run locks in `mflow_` tables (ddl.py); operations in sql_ops.py."""
 
     def __init__(self, location: StoreLocation) -> None:

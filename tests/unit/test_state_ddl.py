@@ -27,6 +27,8 @@ TABLES = {
     "mflow_locks",
     "mflow_run_defs",
     "mflow_stops",
+    "mflow_datasets",
+    "mflow_partitions",
 }
 # Words an Oracle DBA will refuse as column names, beyond what SQLAlchemy quotes for us.
 AVOIDED = set(
