@@ -64,6 +64,8 @@ TABLES = {
     "mflow_meta",
     "mflow_run_defs",
     "mflow_stops",
+    "mflow_datasets",
+    "mflow_partitions",
 }
 
 
