@@ -593,6 +593,154 @@ def prune(
     render.print_prune(result, dry_run=dry_run, json_output=json_output)
 
 
+# --------------------------------------------------------------------------- partitions
+
+datasets_app = MflowTyper(help="Datasets of partition-aware jobs (SPEC §6).", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+data_app = MflowTyper(help="Partitions: (dataset, dataid) and their status.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@datasets_app.command("add")
+def datasets_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The dataset's name.")],
+    document: Annotated[
+        str | None,
+        typer.Argument(metavar="[JSON]", help='Its fields: {"path": "/data/x/${dataid}", ...}.'),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Read the fields from a JSON/YAML file.")
+    ] = None,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Create (or replace) a dataset: fields that may use ${dataid}."""
+    import json
+
+    from mflow import partitions
+
+    dataset = partitions.read_dataset(name, document, file)
+    store = _store(ctx, state, config, datasources)
+    try:
+        created = store.put_dataset(dataset)
+    finally:
+        store.close()
+    if json_output:
+        typer.echo(json.dumps({"name": name, "fields": dict(dataset.fields), "created": created}))
+    else:
+        typer.echo(f"dataset {name} {'created' if created else 'replaced'}")
+
+
+@datasets_app.command("list")
+def datasets_list(
+    ctx: typer.Context,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The datasets, with their fields."""
+    import json
+
+    store = _store(ctx, state, config, datasources)
+    try:
+        found = store.datasets()
+    finally:
+        store.close()
+    if json_output:
+        typer.echo(
+            json.dumps([{"name": d.name, "fields": dict(d.fields)} for d in found], indent=2)
+        )
+    elif not found:
+        typer.echo("no datasets")
+    for d in found if not json_output else ():
+        typer.echo(f"{d.name}  " + "  ".join(f"{k}={v}" for k, v in d.fields.items()))
+
+
+@data_app.command("set")
+def data_set(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="The dataset.")],
+    dataid: Annotated[str, typer.Argument(help="The partition's dataid (2026-11-22...).")],
+    status: Annotated[str, typer.Argument(help="RUNNING, READY, FAILED or RESUBMIT.")],
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Set a partition's status (an input that arrived: READY)."""
+    import json
+
+    from mflow import partitions
+
+    wanted = partitions.parse_status(status)
+    store = _store(ctx, state, config, datasources)
+    try:
+        part = partitions.set_status(store, dataset, dataid, wanted)
+    finally:
+        store.close()
+    if json_output:
+        typer.echo(json.dumps(partitions.partition_dict(part)))
+    else:
+        typer.echo(f"{dataset} {dataid} {wanted}")
+
+
+@data_app.command("list")
+def data_list(
+    ctx: typer.Context,
+    dataset: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Partitions by dataset and dataid, with who set their status and when."""
+    import json
+
+    from mflow import partitions, render
+
+    wanted = partitions.parse_status(status, "--status") if status else None
+    store = _store(ctx, state, config, datasources)
+    try:
+        found = store.partitions(dataset, wanted)
+    finally:
+        store.close()
+    if json_output:
+        typer.echo(json.dumps([partitions.partition_dict(p) for p in found], indent=2))
+    else:
+        render.print_partitions(found, tty=_tty())
+
+
+@data_app.command("reset")
+def data_reset(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="The dataset.")],
+    dataids: Annotated[list[str], typer.Argument(help="Dataids to produce again.")],
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Mark partitions RESUBMIT: the next runjob produces them again."""
+    import json
+
+    from mflow import partitions
+
+    store = _store(ctx, state, config, datasources)
+    try:
+        done = partitions.reset(store, dataset, dataids)
+    finally:
+        store.close()
+    if json_output:
+        typer.echo(json.dumps([partitions.partition_dict(p) for p in done]))
+    else:
+        typer.echo(f"{dataset}: {', '.join(dataids)} RESUBMIT")
+
+
 # --------------------------------------------------------------------------- db, crypt
 
 db_app = MflowTyper(help="The state store's tables.", no_args_is_help=True)

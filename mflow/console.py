@@ -59,6 +59,8 @@ STYLE = {
     "RUNNING": "cyan",
     "NONE": "dim",
     "not started": "dim",
+    "READY": "green",
+    "RESUBMIT": "yellow",
 }
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mflow.dryrun import PlannedTask
     from mflow.plan import RunPlan
     from mflow.queries import RunTree
-    from mflow.state.base import DagSummary, RunRecord, TaskRecord
+    from mflow.state.base import DagSummary, Partition, RunRecord, TaskRecord
 
 
 def _depends(spec: TaskSpec) -> list[str]:
@@ -403,3 +403,23 @@ def print_prune(result: PruneResult, *, dry_run: bool, json_output: bool) -> Non
     )
     for run in result.runs:
         print(f"  run {run.id} {run.dag} {run_status(run)}  ended {when(run.ended_at)}")
+
+
+def print_partitions(found: list[Partition], *, tty: bool) -> None:
+    if not found:
+        print("no partitions")
+        return
+    headers = ["DATASET", "DATAID", "STATUS", "JOB", "RUN", "HOST", "UPDATED"]
+    rows = [
+        [
+            p.dataset,
+            p.dataid,
+            p.status.value,
+            p.job or "-",
+            str(p.run_id) if p.run_id is not None else "-",
+            p.host or "-",
+            when(p.updated_at),
+        ]
+        for p in found
+    ]
+    _table(headers, rows, tty=tty, status_column=2)
