@@ -223,7 +223,7 @@ def _run(
 
 
 def _resume_argv(request) -> list:  # a RunRequest -> the command that continues its run
-    from mflow.state import mask_url
+    from mflow.secrets import mask_url
 
     argv = ["mflow"]
     for flag, value in (

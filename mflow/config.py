@@ -367,8 +367,6 @@ def build_tasks(
 
 # --------------------------------------------------------------------------- datasources
 
-SECRET_FIELDS = ("password", "encrypted_password", "secret", "token")
-
 
 @dataclass(frozen=True, repr=False)
 class Datasource:
@@ -383,8 +381,12 @@ class Datasource:
         return self.fields.get(key, default)
 
     def __repr__(self) -> str:
+        from mflow.secrets import is_secret_name, mask_url
+
         shown = {
-            k: ("***" if k in SECRET_FIELDS else v) for k, v in self.fields.items() if k != "name"
+            k: ("***" if is_secret_name(k) else mask_url(v) if isinstance(v, str) else v)
+            for k, v in self.fields.items()
+            if k != "name"
         }
         return f"Datasource(name={self.name!r}, kind={self.kind!r}, {shown})"
 
@@ -401,6 +403,10 @@ class Datasources:
 
     def __getitem__(self, name: str) -> Datasource:
         return self.connections[name]
+
+    def fields(self) -> list[Mapping[str, Any]]:
+        """Each connection's fields (for `mflow.secrets.secret_variables`)."""
+        return [c.fields for c in self.connections.values()]
 
 
 def build_datasources(doc: Mapping[str, Any], path: Path | None, display: str) -> Datasources:

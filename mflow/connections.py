@@ -11,8 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from mflow.secrets import expand, reveal_password
 
+# driver module -> the pip extra (or package) that provides it
+DRIVERS: dict[str, str] = {
+    "psycopg": "pip install 'mflow[postgres]'",
+    "oracledb": "pip install oracledb",
+    "kazoo": "pip install kazoo",
+}
+
 if TYPE_CHECKING:
-    from sqlalchemy.engine import URL, Engine
+    from collections.abc import Callable
+
+    from sqlalchemy.engine import URL, Connection, Engine
 
     from mflow.config import Datasource
 
@@ -57,3 +66,26 @@ def create_engine(target: Datasource | str, **kwargs: Any) -> Engine:
         url, connect_args = sqlalchemy_target(target)
     connect_args = {**connect_args, **kwargs.pop("connect_args", {})}
     return sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
+
+
+def own_sqlite_transactions(
+    engine: Engine,
+    begin: Callable[[Connection], str] = lambda conn: "BEGIN",
+    on_connect: Callable[[Any], None] | None = None,
+) -> None:
+    """Let SQLAlchemy, not pysqlite, begin an SQLite engine's transactions (its documented
+    recipe): pysqlite begins them late (before the first write only) and never for DDL.
+    `begin` chooses the statement per transaction (BEGIN, BEGIN IMMEDIATE); `on_connect` sets
+    up each new connection once the driver's own BEGIN is off."""
+    from sqlalchemy import event
+
+    def connect(dbapi_connection: Any, _record: object) -> None:
+        dbapi_connection.isolation_level = None
+        if on_connect is not None:
+            on_connect(dbapi_connection)
+
+    def start(conn: Connection) -> None:
+        conn.exec_driver_sql(begin(conn))
+
+    event.listen(engine, "connect", connect)
+    event.listen(engine, "begin", start)

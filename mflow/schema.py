@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping
 from difflib import get_close_matches
 from functools import cache
@@ -26,8 +25,6 @@ from mflow.errors import SchemaError
 from mflow.fastschema import FastTasks, branch_type, compile_check
 
 SCHEMA_BASE = "https://schemas.mflow.dev/"
-# Values of these keys are never quoted in a message.
-SECRET_KEYS = frozenset({"password", "encrypted_password", "secret", "token", "passkey"})
 
 
 def schema_dir() -> Path:
@@ -236,10 +233,6 @@ _JSON_TYPES = {
     datetime.date: "a date (quote it)",  # YAML reads 2026-01-31 as a date
     datetime.datetime: "a timestamp (quote it)",
 }
-# A name whose value is a secret, whether a field (`password`) or an env entry's key.
-_SECRET_NAME = re.compile(r"pass|secret|token|credential", re.IGNORECASE)
-# The password of a URL: postgresql+psycopg://user:PASSWORD@host/db
-_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]*@")
 
 
 def _json_type(value: Any) -> str:
@@ -247,7 +240,9 @@ def _json_type(value: Any) -> str:
 
 
 def _is_secret(name: Any) -> bool:
-    return isinstance(name, str) and (name in SECRET_KEYS or bool(_SECRET_NAME.search(name)))
+    from mflow.secrets import is_secret_name
+
+    return is_secret_name(name)
 
 
 def _redact(value: Any, depth: int = 0) -> Any:
@@ -265,7 +260,9 @@ def _redact(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list):
         return [_redact(v, depth + 1) for v in value[:10]]
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(r"\1***@", value)
+        from mflow.secrets import mask_url
+
+        return mask_url(value)
     return value
 
 

@@ -1,4 +1,11 @@
-"""Secrets: `${ENV_VAR}` in datasource fields, and `encrypted_password` (SPEC §7).
+"""Secrets (SPEC §7): what a secret looks like, hiding it, `${ENV_VAR}`s, `encrypted_password`.
+
+The one place that knows what a secret is: a field named `password`, `encrypted_password`,
+`secret` or `token` (`SECRET_FIELDS`), any name that says so (`is_secret_name`), the password
+of a URL in any form (`user:PASSWORD@` or a `password`-like query parameter, for every scheme:
+`mask_url`), and the `${VAR}`s used in those places (`secret_variables`). Every printer, error
+message, log and task environment goes through these; `Masker` also hides the values mflow
+knows (a connection's password, a token) in text it writes itself.
 
 Ciphertext is compatible with OpenDataFlow's Cryptor: AES-256-GCM with key = the first 32
 bytes of SHA-512(passkey), a random 12-byte nonce prepended to ciphertext+tag, base64.
@@ -12,15 +19,71 @@ import binascii
 import hashlib
 import os
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
 from mflow.errors import ConfigError
 
-if TYPE_CHECKING:
-    from mflow.config import Datasources
-
 PASSKEY_ENV = "MFLOW_PASSKEY"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Fields of a datasource whose value is a secret.
+SECRET_FIELDS = ("password", "encrypted_password", "secret", "token")
+# Any other name whose value is a secret: a field, an env entry's key, a query parameter.
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|credential|api[_-]?key|passkey", re.IGNORECASE)
+# scheme://user:PASSWORD@host... (a password may hold '/', ':' or '@': up to the last '@'
+# of the URL; too much hidden is better than a password shown)
+_USERINFO = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^/@\s:]*:)(?P<secret>\S*)(?P<tail>@)", re.IGNORECASE
+)
+# ...?password=SECRET&... (and sslpassword, passwd, pwd, token, secret, api_key...)
+_QUERY = re.compile(
+    r"(?P<head>[?&;](?:[^=&\s]*?)(?:pass|pwd|secret|token|credential|api[_-]?key)[^=&\s]*=)"
+    r"(?P<secret>[^&#\s'\"]*)",
+    re.IGNORECASE,
+)
+
+
+def is_secret_name(name: object) -> bool:
+    """A field, key or parameter name whose value is a secret."""
+    return isinstance(name, str) and (name in SECRET_FIELDS or bool(_SECRET_NAME.search(name)))
+
+
+def mask_url(text: str) -> str:
+    """`text` with the password of every URL in it replaced by ***: `user:***@` and
+    `?password=***` (any scheme: postgresql+psycopg, oracle+oracledb, sqlite, zk, https...)."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    return _QUERY.sub(lambda m: f"{m['head']}***" if m["secret"] else m[0], text)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of a URL: its password and its password-like query values."""
+    found = [m["secret"] for m in _USERINFO.finditer(url) if m["secret"]]
+    found += [m["secret"] for m in _QUERY.finditer(url) if m["secret"]]
+    return found
+
+
+class Masker:
+    """Hides secrets in text mflow writes itself (SQL rows, DBMS_OUTPUT, TigerGraph answers,
+    errors): every URL's password, and each secret value it was given."""
+
+    def __init__(self, *secrets: str | None) -> None:
+        self.secrets: list[str] = []
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        if secret and secret not in self.secrets:
+            self.secrets.append(secret)
+            self.secrets.sort(key=len, reverse=True)  # a longer one first: no half-masking
+
+    def __call__(self, text: str) -> str:
+        text = mask_url(text)
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
 
 
 def _key(passkey: str) -> bytes:
@@ -85,26 +148,22 @@ def reveal_password(fields: dict[str, object] | object, *, what: str) -> str | N
     return expand(str(password), what=what) if password is not None else None
 
 
-# The password part of a URL's authority: scheme://user:PASSWORD@host
-_URL_PASSWORD = re.compile(r"://[^/@:]*:([^/@]*)@")
-
-
-def secret_variables(datasources: Datasources) -> set[str]:
-    """The environment variables that hold a connection's password, secret or token.
+def secret_variables(connections: Iterable[Mapping[str, object]]) -> set[str]:
+    """The environment variables that hold a connection's password, secret or token: used in
+    a secret field, in a URL's password or in a password-like query parameter (`connections`:
+    each connection's fields, `Datasources.fields()`).
 
     These are kept out of every task's environment (SPEC §2), as is the passkey; a child run
     gets them back, since it opens the same connections.
     """
-    from mflow.config import SECRET_FIELDS
-
     names: set[str] = set()
-    for connection in datasources.connections.values():
-        for key, value in connection.fields.items():
+    for fields in connections:
+        for key, value in fields.items():
             if not isinstance(value, str) or "${" not in value:
                 continue
-            if key in SECRET_FIELDS:
+            if is_secret_name(key):
                 names.update(_VAR.findall(value))
             elif key == "url":
-                for password in _URL_PASSWORD.findall(value):
-                    names.update(_VAR.findall(password))
+                for secret in url_secrets(value):
+                    names.update(_VAR.findall(secret))
     return names

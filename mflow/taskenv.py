@@ -16,8 +16,6 @@ from mflow.config import expand_vars
 if TYPE_CHECKING:
     from mflow.config import Project, TaskSpec
 
-# Never handed to a task: the passkey decrypts every password in the datasources.
-SECRET_ENV = ("MFLOW_PASSKEY",)
 CHILD_ENV = ("MFLOW_PARENT_RUN_ID", "MFLOW_PARENT_TASK_ID")
 
 
@@ -29,11 +27,11 @@ def base_env(
     parent_task_id: str | None = None,
 ) -> dict[str, str]:
     """What every task of a run gets."""
-    from mflow.secrets import secret_variables
-    from mflow.state import mask_url
+    from mflow.secrets import PASSKEY_ENV, mask_url, secret_variables
 
-    # Variables holding a connection's password, secret or token stay out as well.
-    hidden = set(SECRET_ENV) | secret_variables(project.datasources)
+    # Never handed to a task: the passkey (it decrypts every password in the datasources),
+    # and the variables holding a connection's password, secret or token.
+    hidden = {PASSKEY_ENV} | secret_variables(project.datasources.fields())
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     if mask_url(env.get("MFLOW_STATE", "")) != env.get("MFLOW_STATE", ""):
         del env["MFLOW_STATE"]  # it holds a password

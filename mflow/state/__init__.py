@@ -11,13 +11,14 @@ kazoo and a missing driver is reported as the extra to install.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mflow.connections import DRIVERS
 from mflow.errors import BackendUnavailable, ConfigError
+from mflow.secrets import mask_url
 
 if TYPE_CHECKING:
     from mflow.config import Datasource, Datasources
@@ -30,19 +31,6 @@ BACKENDS: dict[str, str] = {
     "oracle": "mflow.state.sql:SqlStore",
     "zk": "mflow.state.zookeeper:ZooKeeperStore",
 }
-# driver module -> the pip extra (or package) that provides it
-DRIVERS: dict[str, str] = {
-    "psycopg": "pip install 'mflow[postgres]'",
-    "oracledb": "pip install oracledb",
-    "kazoo": "pip install kazoo",
-}
-
-_PASSWORD = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@]*:)(?P<secret>[^@]*)(?P<tail>@)", re.I)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", url)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from mflow.errors import StateStoreError
 from mflow.states import PartitionStatus, RunState, TaskState
 
 SCHEMA_VERSION = 2  # 2: task definitions, stop requests, the store's id
@@ -266,6 +267,14 @@ class StateStore(ABC):
     def latest_run(self, dag: str | None = None, *, top_level: bool = False) -> RunRecord | None:
         runs = self.list_runs(dag=dag, limit=1, top_level=top_level)
         return runs[0] if runs else None
+
+
+def schema_too_new(display_url: str, version: int) -> StateStoreError:
+    """The error of a store made by a newer mflow (every backend says the same)."""
+    return StateStoreError(
+        f"state store {display_url} has schema version {version}, newer than this mflow "
+        f"understands ({SCHEMA_VERSION}): upgrade mflow"
+    )
 
 
 def this_host() -> str:

@@ -36,6 +36,7 @@ from mflow.state.base import (
     StateStore,
     TaskRecord,
     is_stale,
+    schema_too_new,
 )
 from mflow.state.ddl import (
     ADD_TASK,
@@ -151,10 +152,7 @@ class SqlStore(SqlOperations, SqlPartitions, StateStore):
     def _check_version(self, value: str) -> int:
         version = int(value)
         if version > SCHEMA_VERSION:
-            raise StateStoreError(
-                f"state store {self.display_url} has schema version {version}, newer than "
-                f"this mflow understands ({SCHEMA_VERSION}): upgrade mflow"
-            )
+            raise schema_too_new(self.display_url, version)
         return version
 
     def _ensure_schema(self) -> None:

@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
-
 from mflow import connections
 from mflow.errors import BackendUnavailable
 
@@ -61,15 +59,13 @@ def create_store_engine(location: StoreLocation, display_url: str) -> Engine:
                     f"state store {display_url} cannot be reached: cannot create "
                     f"its directory ({exc.strerror}: {exc.filename})"
                 ) from None
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
+        connections.own_sqlite_transactions(engine, _sqlite_begin, _sqlite_connect)
     return engine
 
 
-def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+def _sqlite_connect(dbapi_connection: sqlite3.Connection) -> None:
     # SQLAlchemy emits BEGIN itself (_sqlite_begin); the driver's own BEGIN would come too
     # late (only before the first write) to take the write lock up front.
-    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
@@ -93,6 +89,6 @@ def _enable_wal(cursor: sqlite3.Cursor) -> None:
             time.sleep(0.02)
 
 
-def _sqlite_begin(conn: Connection) -> None:
+def _sqlite_begin(conn: Connection) -> str:
     deferred = conn.get_execution_options().get(DEFERRED, False)
-    conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+    return "BEGIN" if deferred else "BEGIN IMMEDIATE"

@@ -170,7 +170,7 @@ class StoreWriter:
                 return
             except Exception as exc:
                 if self.error is not None or time.monotonic() >= give_up:
-                    from mflow.state import mask_url
+                    from mflow.secrets import mask_url
 
                     self.error = self.error or mask_url(f"state store write failed: {exc}")
                     return

@@ -20,15 +20,27 @@ RESERVED = "0000000000"  # the node under runs/ that makes the first run id 1
 
 
 def parse_zk_url(url: str) -> tuple[str, str]:
-    """`zk://h1:2181,h2:2181/root` -> ("h1:2181,h2:2181", "/root")."""
+    """`zk://[user:password@]h1:2181,h2:2181/root` -> ("h1:2181,h2:2181", "/root")."""
     scheme, sep, rest = url.partition("://")
     hosts, _, root = rest.partition("/")
+    hosts = hosts.rpartition("@")[2]  # credentials: zk_credentials
     root = root.split("?", 1)[0].strip("/")
     if scheme.lower() != "zk" or not sep or not hosts:
         raise ConfigError(
             f"invalid ZooKeeper store URL '{url}'", json_path="", hint="zk://host:port[,...]/root"
         )
     return hosts, f"/{root}" if root else DEFAULT_ROOT
+
+
+def zk_credentials(url: str) -> str | None:
+    """`user:password` of `zk://user:password@hosts/root`, for ZooKeeper's digest auth."""
+    authority = url.partition("://")[2].partition("/")[0]
+    userinfo, at, _ = authority.rpartition("@")
+    if not at:
+        return None
+    from urllib.parse import unquote
+
+    return unquote(userinfo)
 
 
 def node_name(name: str) -> str:

@@ -31,7 +31,14 @@ from urllib.parse import unquote
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from mflow.errors import RunAlreadyActive, RunNotFound, StateStoreError
-from mflow.state.base import SCHEMA_VERSION, NewRun, RunRecord, StateStore, TaskRecord
+from mflow.state.base import (
+    SCHEMA_VERSION,
+    NewRun,
+    RunRecord,
+    StateStore,
+    TaskRecord,
+    schema_too_new,
+)
 from mflow.state.znodes import (
     RESERVED,
     Znodes,
@@ -43,6 +50,7 @@ from mflow.state.znodes import (
     run_from_value,
     task_from_value,
     task_value,
+    zk_credentials,
 )
 from mflow.state.zookeeper_client import commit_writes, committed, connect, zk_errors
 from mflow.state.zookeeper_lock import RunLocks
@@ -69,7 +77,9 @@ class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, StateStore):
         self.display_url = location.display
         self.hosts, self.root = parse_zk_url(location.url)
         self.nodes = Znodes(self.root)
-        self.client = connect(self.hosts, self.display_url, self.connect_timeout)
+        self.client = connect(
+            self.hosts, self.display_url, self.connect_timeout, zk_credentials(location.url)
+        )
         self._ready = False
         self._known: dict[int, set[str]] = {}  # run id -> task nodes known to exist
         self.locks = RunLocks(self.client, self.nodes)
@@ -93,10 +103,7 @@ class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, StateStore):
             data, _ = self.client.retry(self.client.get, path("meta"))
             version = int(loads(data).get("schema_version", 0))
             if version > SCHEMA_VERSION:
-                raise StateStoreError(
-                    f"state store {self.display_url} has schema version {version}, newer "
-                    f"than this mflow understands ({SCHEMA_VERSION}): upgrade mflow"
-                )
+                raise schema_too_new(self.display_url, version)
         elif not committed(results):
             raise StateStoreError(f"state store {self.display_url}: cannot create {results}")
         self._ready = True

@@ -35,9 +35,13 @@ class _Store(Protocol):
     hosts: str
 
 
-def connect(hosts: str, display_url: str, timeout: float) -> KazooClient:
-    """A started client; BackendUnavailable when no server answers within `timeout` seconds."""
-    client = KazooClient(hosts=hosts, timeout=SESSION_TIMEOUT, command_retry=RETRY)
+def connect(
+    hosts: str, display_url: str, timeout: float, credentials: str | None = None
+) -> KazooClient:
+    """A started client; BackendUnavailable when no server answers within `timeout` seconds.
+    `credentials` (`user:password`) authenticate with ZooKeeper's digest scheme."""
+    auth = [("digest", credentials)] if credentials else None
+    client = KazooClient(hosts=hosts, timeout=SESSION_TIMEOUT, command_retry=RETRY, auth_data=auth)
     try:
         client.start(timeout=timeout)
     except KazooTimeoutError:

@@ -71,7 +71,7 @@ class ChildRunTask(SubprocessTaskType):
         env = dict(ctx.env)
         if ctx.state_url:
             env["MFLOW_STATE"] = ctx.state_url
-        for name in (PASSKEY_ENV, *secret_variables(ctx.project.datasources)):
+        for name in (PASSKEY_ENV, *secret_variables(ctx.project.datasources.fields())):
             if name in os.environ:
                 env[name] = os.environ[name]
         return env

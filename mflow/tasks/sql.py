@@ -16,7 +16,7 @@ SQLite runs with transactional DDL (SQLAlchemy's recipe: the driver's own transa
 is turned off and the transaction begins with an explicit BEGIN), so a failed script leaves
 nothing behind there either. (Oracle commits DDL implicitly: there a rollback undoes what
 followed the last DDL statement.) No password reaches the log or the reason: error texts go through
-`_Masker` (URL passwords and the connection's literal password).
+`mflow.secrets.Masker` (URL passwords and the connection's literal password).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mflow.errors import MflowError
+from mflow.secrets import Masker
 from mflow.tasks.base import TaskResult, TaskType, check_connection
 from mflow.tasks.sqlscript import Statement, split_statements
 
@@ -97,10 +98,9 @@ class SqlTask(TaskType):
 
 
 def _engine(datasource: Datasource, ctx: TaskContext) -> Engine:
-    from sqlalchemy import event
     from sqlalchemy.pool import NullPool
 
-    from mflow.connections import backend_name, create_engine
+    from mflow.connections import backend_name, create_engine, own_sqlite_transactions
 
     backend = backend_name(datasource)
     connect_args: dict[str, Any] = {}
@@ -110,43 +110,20 @@ def _engine(datasource: Datasource, ctx: TaskContext) -> Engine:
         connect_args["tcp_connect_timeout"] = float(ctx.timeout)
     engine = create_engine(datasource, poolclass=NullPool, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
-        # pysqlite begins transactions late and never for DDL: take over (SQLAlchemy's recipe).
-        def no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
-            dbapi_connection.isolation_level = None
-
-        def begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN")
-
-        event.listen(engine, "connect", no_driver_transactions)
-        event.listen(engine, "begin", begin)
+        own_sqlite_transactions(engine)
     return engine
 
 
 def _setup_failure(datasource: Datasource, exc: Exception, log: TextIO) -> TaskResult:
+    from mflow.connections import DRIVERS
     from mflow.secrets import reveal_password
-    from mflow.state import DRIVERS
 
-    mask = _Masker(reveal_password(datasource.fields, what=datasource.name))
+    mask = Masker(reveal_password(datasource.fields, what=datasource.name))
     reason = f"connection '{datasource.name}': {mask(_first(exc))}"
     if isinstance(exc, ImportError) and exc.name in DRIVERS:
         reason += f" ({DRIVERS[exc.name]})"
     log.write(f"cannot set up connection '{datasource.name}': {mask(str(exc))}\n")
     return TaskResult.failure(reason)
-
-
-class _Masker:
-    """Hides passwords in a text: `user:pass@` in URLs and the literal password."""
-
-    def __init__(self, password: str | None) -> None:
-        self.password = password
-
-    def __call__(self, text: str) -> str:
-        from mflow.state import mask_url
-
-        text = mask_url(text)
-        if self.password:
-            text = text.replace(self.password, "***")
-        return text
 
 
 class _Failed(Exception):
@@ -169,7 +146,7 @@ class _Session:
         self.name = datasource.name
         self.ctx = ctx
         self.log = log
-        self.mask = _Masker(engine.url.password)
+        self.mask = Masker(engine.url.password)
 
     def run(self, statements: Sequence[Statement]) -> TaskResult:
         import sqlalchemy.exc

@@ -25,13 +25,13 @@ the task: the files after it are not posted.
 
 `gsql_stream` validates like `gsql_batch` but belongs to the scheduler: in a DAG run it fails
 at once with a reason that says so. Secrets (the connection's `secret` and `token`, and the
-token obtained) never reach the log or the reason: every message goes through `_Masker`.
+token obtained) never reach the log or the reason: every message goes through
+`mflow.secrets.Masker`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import threading
 import time
@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from mflow.errors import MflowError
+from mflow.secrets import Masker
 from mflow.tasks.base import Command, TaskResult, TaskType, check_connection
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ STREAM_REFUSED = "gsql_stream tasks run under the scheduler (mflow scheduler), n
 DEFAULT_PORT = 9000
 UPLOAD_CHUNK = 256 * 1024
 _REJECTED = ("rejectLine", "notEnoughToken", "invalidJson", "oversizeToken")
-_SECRET_PARAM = re.compile(r"((?:secret|token)=)[^&\s'\"]+", re.IGNORECASE)
 
 
 class GsqlBatchTask(TaskType):
@@ -130,21 +130,6 @@ class _Cancelled(Exception):
     pass
 
 
-class _Masker:
-    def __init__(self) -> None:
-        self.secrets: list[str] = []
-
-    def add(self, secret: str | None) -> None:
-        if secret:
-            self.secrets.append(secret)
-
-    def __call__(self, text: str) -> str:
-        text = _SECRET_PARAM.sub(r"\1***", text)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
 class _RestLoad:
     """One run of a loading job through REST++."""
 
@@ -155,7 +140,7 @@ class _RestLoad:
         self.datasource = datasource
         self.ctx = ctx
         self.log = log
-        self.mask = _Masker()
+        self.mask = Masker()
         self.connections: list[http.client.HTTPConnection] = []
         self.lock = threading.Lock()
         self.done = threading.Event()
