@@ -331,6 +331,14 @@ def graph(
 
 def main() -> None:
     """Console entry point: run the app, map MflowError to its exit code without a traceback."""
+    import logging
+
+    # kazoo logs each failed connection attempt, the store a stale run it released: only
+    # mflow's own one-line messages reach stderr (during a run these records go to the
+    # master log: mflow.logs.MasterLog).
+    for name in ("kazoo", "mflow"):
+        logging.getLogger(name).addHandler(logging.NullHandler())
+        logging.getLogger(name).propagate = False
     try:
         app(prog_name="mflow")
     except MflowError as exc:

@@ -8,7 +8,9 @@ header line written here. No colour codes go to either.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -178,8 +180,14 @@ def owner_gone_text(event: OwnerGone) -> str:
     )
 
 
+# Libraries whose log records go to the master log during a run (nowhere else): mflow's own
+# (a stale run released by the store...) and kazoo's (ZooKeeper connection trouble).
+LIBRARY_LOGGERS = ("mflow", "kazoo")
+
+
 class MasterLog:
-    """Appends one line per event to `<log_directory>/mflow.log`."""
+    """Appends one line per event to `<log_directory>/mflow.log`, and the log records of the
+    libraries mflow uses (`LIBRARY_LOGGERS`, at DEBUG and above) while the run lasts."""
 
     def __init__(self, log_dir: Path, tag: str | None = None) -> None:
         self.path = log_dir / MASTER_LOG
@@ -187,10 +195,18 @@ class MasterLog:
         # Buffered, and flushed each time the runner goes to sleep (`flush`): `tail -f` still
         # sees every event as it happens, without a write() per line on the dispatch path.
         self._file = open(self.path, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._handler = _LibraryRecords(self)
+        for name in LIBRARY_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.addHandler(self._handler)
+            logger.setLevel(logging.DEBUG)
 
     def write(self, t: float, level: str, run_id: int | None, message: str) -> None:
         run = f"run={self.tag}{run_id}" if run_id is not None else "run=-"
-        self._file.write(f"{iso(t)} {level:<7} {run} {message}\n")
+        line = f"{iso(t)} {level:<7} {run} {message}\n"
+        with self._lock:  # library records come from other threads
+            self._file.write(line)
 
     def handle(self, event: Event) -> None:
         formatted = format_event(event)
@@ -198,7 +214,28 @@ class MasterLog:
             self.write(event.time, formatted[0], event.run_id, formatted[1])
 
     def flush(self) -> None:
-        self._file.flush()
+        with self._lock:
+            self._file.flush()
 
     def close(self) -> None:
+        for name in LIBRARY_LOGGERS:
+            logging.getLogger(name).removeHandler(self._handler)
         self._file.close()
+
+
+class _LibraryRecords(logging.Handler):
+    """A library's log records as master-log lines (any thread: one write() per line)."""
+
+    def __init__(self, master: MasterLog) -> None:
+        super().__init__(logging.DEBUG)
+        self.master = master
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from mflow.secrets import mask_url
+
+        try:
+            text = mask_url(" ".join(record.getMessage().split()))
+            level = record.levelname if record.levelno >= logging.WARNING else "DEBUG"
+            self.master.write(record.created, level, None, f"{record.name}: {text}")
+        except Exception:  # a log record must never break a run
+            self.handleError(record)
