@@ -26,6 +26,7 @@ from mflow.events import (
     TaskStarted,
     event_dict,
 )
+from mflow.files import open_log_for_reading
 from mflow.logs import count, counts_text, owner_gone_text, seconds, state_label
 from mflow.states import TaskState
 
@@ -74,7 +75,7 @@ def log_tail(path: str | None, lines: int = TAIL_LINES) -> list[str]:
     if not path:
         return []
     try:
-        with open(path, "rb") as f:
+        with open_log_for_reading(path) as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - _TAIL_BYTES))

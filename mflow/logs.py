@@ -24,6 +24,7 @@ from mflow.events import (
     TaskEnded,
     TaskStarted,
 )
+from mflow.files import open_private
 from mflow.states import STATE_TEXT, TaskState
 
 MASTER_LOG = "mflow.log"
@@ -50,7 +51,7 @@ def store_tag(log_dir: Path, store_id: str) -> str | None:
     first 8 characters of their store's id in their task logs' names."""
     marker = log_dir / STORE_MARKER
     try:
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = open_private(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         try:
             owner = marker.read_text(encoding="utf-8").strip()
@@ -95,8 +96,9 @@ def attempt_header(
 
 
 def open_task_log(path: Path) -> int:
-    """An append-only descriptor on the task log, for the process's stdout and stderr."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    """An append-only descriptor on the task log, for the process's stdout and stderr: 0600,
+    and never through a symlink (mflow.files)."""
+    return open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
 
 
 def seconds(value: float | None) -> str:
@@ -194,7 +196,8 @@ class MasterLog:
         self.tag = f"{tag}-" if tag else ""  # another store's runs (see store_tag)
         # Buffered, and flushed each time the runner goes to sleep (`flush`): `tail -f` still
         # sees every event as it happens, without a write() per line on the dispatch path.
-        self._file = open(self.path, "a", encoding="utf-8")
+        fd = open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._file = open(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
         self._handler = _LibraryRecords(self)
         for name in LIBRARY_LOGGERS:

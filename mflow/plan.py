@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mflow.errors import ConfigError, RunNotFound
+from mflow.files import resolved
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def plan_run(project: Project, request: RunRequest, store: StateStore | None) ->
         project=project,
         request=request,
         tasks=selected,
-        log_dir=Path(request.log_dir or project.config.log_directory).resolve(),
+        log_dir=resolved(Path(request.log_dir or project.config.log_directory)),
         location=locate_store(project, request),
         concurrency=request.concurrency or project.config.max_process_concurrency,
         parent=parent,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mflow import config as cfg
 from mflow.errors import ConfigError, InvalidInput, SchemaError, UnknownTaskType
+from mflow.files import resolved
 
 if TYPE_CHECKING:
     from mflow.state.base import StateStore
@@ -85,7 +86,7 @@ def load_config(value: str | Path | None) -> cfg.Config:
         raise InvalidInput(_one_line_each(problems))
     if doc is None:
         return cfg.default_config()
-    path = arg.path.resolve()
+    path = resolved(arg.path)
     return cfg.build_config(doc, path, path.parent)
 
 
@@ -113,7 +114,7 @@ def _load_project(
 
     ds_arg = FileArg.of(datasources, cfg.DEFAULT_DATASOURCES)
     ds_doc = _read(ds_arg, "datasources", problems)
-    ds_path = ds_arg.path.resolve() if ds_doc is not None else None
+    ds_path = resolved(ds_arg.path) if ds_doc is not None else None
     sources = cfg.build_datasources(ds_doc or {}, ds_path, ds_arg.display)
     if ds_doc is not None:
         problems.extend(_duplicate_connections(ds_doc, ds_arg.display))
@@ -124,7 +125,7 @@ def _load_project(
     task_doc = _read(task_arg, "tasks", problems)
     if task_doc is None and not default.named and not default.path.exists():
         problems[-1].hint = "pass --taskfile FILE, or run where tasks.json is"
-    task_path = task_arg.path.resolve()
+    task_path = resolved(task_arg.path)
     if task_doc is not None:
         name, specs = cfg.build_tasks(task_doc, task_path, task_arg.display, conf)
         broken: set[str] = set()
@@ -303,7 +304,7 @@ def load_datasources(value: str | Path | None) -> cfg.Datasources:
         problems.extend(_duplicate_connections(doc, arg.display))
     if problems:
         raise InvalidInput(_one_line_each(problems))
-    path = arg.path.resolve() if doc is not None else None
+    path = resolved(arg.path) if doc is not None else None
     return cfg.build_datasources(doc or {}, path, arg.display)
 
 

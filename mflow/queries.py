@@ -7,6 +7,7 @@ Every query takes a store and plain arguments and returns data (records, `RunTre
 
 from __future__ import annotations
 
+import codecs
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mflow.errors import ConfigError, RunNotFound
+from mflow.files import open_log_for_reading
 from mflow.state.base import DagSummary, RunRecord, StateStore, TaskRecord, is_stale
 from mflow.states import TERMINAL, RunState, TaskState
 
@@ -104,13 +106,18 @@ def follow_log(
     """
     path = Path(task.log_path) if task.log_path else None
     position = 0
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     run: RunRecord | None = None
     while True:
         if path is not None and path.exists():
-            with path.open("r", encoding="utf-8", errors="replace") as f:
-                f.seek(position)
-                chunk = f.read()
-                position = f.tell()
+            try:
+                with open_log_for_reading(path) as f:
+                    f.seek(position)
+                    data = f.read()
+                    position = f.tell()
+            except OSError:  # a symlink in its place: nothing of another file is shown
+                data = b""
+            chunk = decoder.decode(data)
             if chunk:
                 yield chunk
                 continue
@@ -218,6 +225,10 @@ def find_task(store: StateStore, run_id: int, task_id: str) -> TaskRecord:
 def task_log(store: StateStore, run_id: int, task_id: str) -> TaskLog:
     """A task's log so far (every attempt)."""
     row = find_task(store, run_id, task_id)
-    if row.log_path is None or not Path(row.log_path).exists():
+    if row.log_path is None:
         return TaskLog(row, None)
-    return TaskLog(row, Path(row.log_path).read_text(encoding="utf-8", errors="replace"))
+    try:
+        with open_log_for_reading(row.log_path) as f:
+            return TaskLog(row, f.read().decode("utf-8", errors="replace"))
+    except OSError:  # gone, or a symlink in its place
+        return TaskLog(row, None)

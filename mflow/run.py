@@ -74,12 +74,26 @@ def execute(
 
 
 def prepare_log_dir(log_dir: Path) -> None:
+    """The log directory exists (created 0700 when mflow makes it) and takes files."""
+    from mflow.files import make_private_dir
+
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(log_dir)
     except OSError as exc:
         raise ConfigError(
             f"cannot create the log directory {log_dir}: {exc.strerror}", json_path=""
         ) from None
+    if not log_dir.is_dir():
+        raise ConfigError(f"the log directory {log_dir} is not a directory", json_path="")
+
+
+def _log_error(log_dir: Path, exc: OSError) -> ConfigError:
+    where = exc.filename or log_dir
+    return ConfigError(
+        f"cannot write in the log directory {log_dir}: {where}: {exc.strerror}",
+        json_path="",
+        hint="choose another with --log-dir or log_directory in config.json",
+    )
 
 
 def run_plan(
@@ -94,15 +108,23 @@ def run_plan(
     from mflow.runner import Runner, Settings
     from mflow.state.writer import StoreWriter
 
-    run, runner_plan, taken = take_run(plan, store)
+    try:  # the logs can be written, before anything is recorded
+        tag = store_tag(plan.log_dir, store.store_id())
+        master = MasterLog(plan.log_dir, tag)
+    except OSError as exc:
+        raise _log_error(plan.log_dir, exc) from None
+    try:
+        run, runner_plan, taken = take_run(plan, store)
+    except BaseException:
+        master.close()
+        raise
     if on_taken is not None:
         on_taken(run)
     writer = StoreWriter(store, run.id)
     listeners = Listeners([writer])
     finished = False
     try:
-        tag = store_tag(plan.log_dir, store.store_id())
-        listeners.add(MasterLog(plan.log_dir, tag))
+        listeners.add(master)
         if view is not None:
             listeners.add(view)
         for event in taken:  # what taking the run found, before the run's own events

@@ -268,11 +268,15 @@ class Runner:
             attempt.command = command = task_type.command(spec, ctx)
             attempt.shown = command.display if command else task_type.describe(spec, ctx)
         except Exception as exc:  # a late input problem (unset variable...) or a plugin bug
-            fd = logs.open_task_log(log_path)
             try:
-                os.write(fd, f"mflow: cannot prepare the task: {exc}\n".encode())
-            finally:
-                os.close(fd)
+                fd = logs.open_task_log(log_path)
+            except OSError:
+                fd = None  # the reason still says why
+            if fd is not None:
+                try:
+                    os.write(fd, f"mflow: cannot prepare the task: {exc}\n".encode())
+                finally:
+                    os.close(fd)
             attempt.shown = spec.type
             self._emit_started(attempt)
             self._settle(attempt, TaskResult.failure(f"cannot prepare the task: {exc}"))

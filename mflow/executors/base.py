@@ -112,8 +112,12 @@ class Executor(ABC):
 
 
 def open_log(attempt: Attempt) -> int:
-    """The attempt's log descriptor, its header line written: how every attempt starts."""
-    fd = logs.open_task_log(attempt.ctx.log_path)
+    """The attempt's log descriptor, its header line written: how every attempt starts.
+    StartError when the log cannot be opened (a symlink in its place, a full disk...)."""
+    try:
+        fd = logs.open_task_log(attempt.ctx.log_path)
+    except OSError as exc:
+        raise StartError(f"cannot open the task log {attempt.log_file}: {exc.strerror}") from None
     header = logs.attempt_header(
         attempt.ctx.run_id,
         attempt.spec.id,

@@ -111,7 +111,30 @@ class SqlStore(SqlOperations, SqlPartitions, StateStore):
             except sa.exc.DBAPIError as exc:
                 if exc.connection_invalidated:
                     raise self._unavailable(exc) from None
+                fault = self._fault(exc)
+                if fault is not None:
+                    raise fault from None
                 raise
+
+    def _fault(self, exc: sa.exc.DBAPIError) -> BackendUnavailable | None:
+        """A store that cannot be used as it is (a read-only or damaged SQLite file): one
+        line saying so. None for anything else (a lost race, a bug: the caller decides)."""
+        if self.engine.dialect.name != "sqlite" or isinstance(exc, sa.exc.IntegrityError):
+            return None
+        message = str(getattr(exc, "orig", exc))
+        file = self.engine.url.database
+        if "readonly database" in message or "read-only" in message:
+            return BackendUnavailable(
+                f"state store {self.display_url} cannot be written: {file} is read-only ({message})"
+            )
+        if any(m in message for m in ("malformed", "not a database", "disk I/O error")):
+            return BackendUnavailable(
+                f"the state store {self.display_url} is damaged ({message}): restore {file} "
+                "from a backup, or move it away to start a new store"
+            )
+        if "unable to open database file" in message:
+            return BackendUnavailable(f"state store {self.display_url} cannot open {file}")
+        return None
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         reason = " ".join(str(getattr(exc, "orig", None) or exc).split()) or type(exc).__name__

@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mflow import connections
-from mflow.errors import BackendUnavailable
+from sqlalchemy.exc import ArgumentError
+
+from mflow import connections, files
+from mflow.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -48,16 +50,30 @@ def create_store_engine(location: StoreLocation, display_url: str) -> Engine:
             "pool_pre_ping": True,
             "connect_args": {"tcp_connect_timeout": CONNECT_TIMEOUT},
         }
-    engine = connections.create_engine(location.datasource or location.url, **kwargs)
+    try:
+        engine = connections.create_engine(location.datasource or location.url, **kwargs)
+    except ArgumentError as exc:  # NoSuchModuleError (an unknown driver) is one
+        raise ConfigError(
+            f"state store URL {display_url}: {exc} (from {location.origin})",
+            json_path="",
+            hint="use sqlite:///path, postgresql+psycopg://..., oracle+oracledb://... or zk://",
+        ) from None
+    except ValueError as exc:  # a port that is not a number...
+        what = "its port is not a number" if "int()" in str(exc) else str(exc)
+        raise ConfigError(
+            f"state store URL {display_url}: {what} (from {location.origin})", json_path=""
+        ) from None
     if location.scheme == "sqlite":
         database = engine.url.database
         if database and database != ":memory:" and not database.startswith("file:"):
+            file = Path(database).expanduser()
             try:
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                files.make_private_dir(file.parent)
+                files.create_private_file(file)
             except OSError as exc:
                 raise BackendUnavailable(
                     f"state store {display_url} cannot be reached: cannot create "
-                    f"its directory ({exc.strerror}: {exc.filename})"
+                    f"{exc.filename} ({exc.strerror})"
                 ) from None
         connections.own_sqlite_transactions(engine, _sqlite_begin, _sqlite_connect)
     return engine

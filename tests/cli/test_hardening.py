@@ -5,6 +5,10 @@ the code before its fix."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +124,136 @@ def test_urls_without_a_password_are_left_as_they_are() -> None:
 
     for url in ("sqlite:////var/lib/mflow/state.db", "http://host:8080/path", "zk://h:2181/r"):
         assert mask_url(url) == url
+
+
+# ------------------------------------------------------------------ faults: one line (5-9)
+
+CHATTR = shutil.which("chattr")
+
+
+@contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """Nobody may write `path`, root included (the tests run as root in CI)."""
+    if CHATTR is None or subprocess.run([CHATTR, "+i", str(path)]).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    try:
+        yield
+    finally:
+        subprocess.run([CHATTR, "-i", str(path)], check=True)
+
+
+def test_a_read_only_store_file_is_exit_3_naming_it(tmp_path: Path, mflow: MflowRunner) -> None:
+    write(tmp_path / "tasks.json", {"tasks": [bash("a", "true")]})
+    db = tmp_path / "state.db"
+    assert mflow("--state", f"sqlite:///{db}").code == 0
+    with immutable(db):
+        result = mflow("--state", f"sqlite:///{db}")
+    assert result.code == 3 and result.err_lines == [
+        f"state store sqlite:///{db} cannot be written: {db} is read-only "
+        "(attempt to write a readonly database)"
+    ]
+
+
+def test_a_damaged_store_file_is_exit_3_and_nothing_else_is_written(
+    tmp_path: Path, mflow: MflowRunner
+) -> None:
+    write(tmp_path / "tasks.json", {"tasks": [bash("a", "true")]})
+    db = tmp_path / "state.db"
+    assert mflow("--state", f"sqlite:///{db}").code == 0
+    data = bytearray(db.read_bytes())
+    data[4096:] = b"\xff" * (len(data) - 4096)  # every page after the header's
+    db.write_bytes(bytes(data))
+    for args in ([], ["db", "init"], ["runs"]):
+        result = mflow(*args, "--state", f"sqlite:///{db}")
+        assert result.code == 3 and len(result.err_lines) == 1, result
+        assert result.stderr.startswith(f"the state store sqlite:///{db} is damaged"), result
+    assert db.read_bytes() == bytes(data)
+    assert "run 2" not in (tmp_path / "logs" / "mflow.log").read_text()
+
+
+def test_a_log_directory_that_cannot_be_written_is_exit_2_before_anything_is_recorded(
+    tmp_path: Path, mflow: MflowRunner
+) -> None:
+    write(tmp_path / "tasks.json", {"tasks": [bash("a", "true")]})
+    logs = tmp_path / "frozen"
+    logs.mkdir()
+    with immutable(logs):
+        result = mflow("--log-dir", "frozen")
+    assert result.code == 2 and len(result.err_lines) == 1, result
+    assert result.stderr.startswith(f"cannot write in the log directory {logs}: ")
+    assert mflow("runs").stdout == "no runs\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (f"postgresql+nodriver://u:{SECRET}@h/db", "Can't load plugin"),
+        (f"postgresql+psycopg://u:{SECRET}@h:abc/db", "its port is not a number"),
+    ],
+)
+def test_a_store_url_mflow_cannot_use_is_exit_2_naming_it_masked(
+    mflow: MflowRunner, url: str, says: str
+) -> None:
+    result = mflow("runs", "--state", url)
+    assert result.code == 2 and len(result.err_lines) == 1, result
+    assert result.stderr.startswith("state store URL postgresql+") and "u:***@h" in result.stderr
+    assert says in result.stderr
+    no_secret(result)
+
+
+@pytest.mark.parametrize("command", [["validate"], ["--dry-run"], [], ["graph"]])
+def test_a_taskfile_that_is_a_symlink_loop_is_exit_2(
+    tmp_path: Path, mflow: MflowRunner, command: list[str]
+) -> None:
+    (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
+    (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
+    result = mflow(*command, "-f", "a.json")
+    assert result.code == 2, result
+    assert result.err_lines == [
+        f"a.json: cannot read: Too many levels of symbolic links (named by --taskfile; "
+        f"looked for {tmp_path / 'a.json'})"
+    ]
+
+
+# ------------------------------------------------------------------ private files (14)
+
+
+def test_files_mflow_creates_are_its_owners_alone(tmp_path: Path, mflow: MflowRunner) -> None:
+    write(tmp_path / "tasks.json", {"tasks": [bash("a", "echo row")]})
+    assert mflow("--log-dir", "new/logs").code == 0
+    home = tmp_path / "mflow-home"
+    modes = {
+        p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777)
+        for p in [
+            home,
+            home / "state.db",
+            tmp_path / "new",
+            tmp_path / "new" / "logs",
+            *sorted((tmp_path / "new" / "logs").iterdir()),
+        ]
+    }
+    assert modes == {
+        "mflow-home": "0o700",
+        "mflow-home/state.db": "0o600",
+        "new": "0o700",
+        "new/logs": "0o700",
+        "new/logs/.mflow-store": "0o600",
+        "new/logs/master_1_task_a.log": "0o600",
+        "new/logs/mflow.log": "0o600",
+    }
+
+
+def test_a_symlink_planted_as_a_task_log_redirects_nothing(
+    tmp_path: Path, mflow: MflowRunner
+) -> None:
+    write(tmp_path / "tasks.json", {"tasks": [bash("a", f"echo {SECRET}")]})
+    (tmp_path / "logs").mkdir()
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("private\n")
+    (tmp_path / "logs" / "master_1_task_a.log").symlink_to(target)
+    result = mflow()
+    assert result.code == 1
+    assert "cannot open the task log" in result.stdout
+    assert target.read_text() == "private\n"  # not written through the link
+    assert "private" not in result.stdout  # nor shown in the summary
+    assert "private" not in mflow("logs", "1", "a").stdout
