@@ -116,9 +116,38 @@ def read_document(path: Path, display: str | None = None) -> Any:
         ) from None
     if not text.strip():
         raise ConfigError("file is empty", file=name, json_path="")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        return _parse_yaml(text, name)
-    return _parse_json(text, name)
+    doc = (
+        _parse_yaml(text, name)
+        if path.suffix.lower() in (".yaml", ".yml")
+        else _parse_json(text, name)
+    )
+    if "\x00" in text or "\\u0000" in text or "\\0" in text or "\\x00" in text:  # rare
+        where = _nul_at(doc)
+        if where is not None:
+            raise ConfigError(
+                "a NUL character in a string: no command, argument or variable can hold one",
+                file=name,
+                json_path=where,
+            )
+    return doc
+
+
+def _nul_at(value: Any, path: str = "$") -> str | None:
+    """The JSON path of the first string (or key) holding a NUL character, or None."""
+    stack = [(path, value)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return where
+        elif isinstance(node, Mapping):
+            for key, item in reversed(list(node.items())):
+                if isinstance(key, str) and "\x00" in key:
+                    return where
+                stack.append((f"{where}.{key}", item))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(node))))
+    return None
 
 
 def _line_column(text: Any, offset: int, newline: Any = "\n") -> tuple[int, int]:

@@ -179,15 +179,32 @@ def _in_file_order(problems: list[ConfigError]) -> list[ConfigError]:
 
 
 def _one_line_each(problems: list[ConfigError]) -> list[ConfigError]:
-    """The problems with unprintable characters escaped: a name or id from the file may hold
-    a newline (or \\x85, \\u2028), and each problem must stay one line."""
+    """The problems, each distinct one once, with unprintable characters escaped.
+
+    A name or id from the file may hold a newline (or \\x85, \\u2028), and each problem
+    must stay one line. The same problem at many places (a dependency listed a thousand
+    times) is one line at its first place, with how many more there are."""
+    seen: dict[tuple[str, str, str | None, str | None, str], ConfigError] = {}
+    repeats: dict[int, int] = {}
     for problem in problems:
         problem.message = _printable(problem.message)
         if problem.hint is not None:
             problem.hint = _printable(problem.hint)
         if problem.task_id is not None:
             problem.task_id = _printable(problem.task_id)
-    return problems
+            if len(problem.task_id) > 80:  # a megabyte id is still one readable line
+                problem.task_id = problem.task_id[:77] + "..."
+        key = (problem.file, problem.message, problem.task_id, problem.hint, type(problem).__name__)
+        first = seen.setdefault(key, problem)
+        if first is not problem:
+            repeats[id(first)] = repeats.get(id(first), 0) + 1
+    kept = list(seen.values())
+    for problem in kept:
+        more = repeats.get(id(problem))
+        if more:
+            also = f"{more} more place{'s' if more > 1 else ''} like it"
+            problem.hint = f"{problem.hint}; {also}" if problem.hint else also
+    return kept
 
 
 def _printable(text: str) -> str:

@@ -10,6 +10,7 @@ for a task failure.
 
 from __future__ import annotations
 
+import math
 import shlex
 import threading
 from abc import ABC, abstractmethod
@@ -58,6 +59,26 @@ class TaskContext:
     @property
     def log_dir(self) -> Path:
         return self.log_path.parent
+
+
+INT32_MAX = 2**31 - 1
+
+
+def timeout_ms(timeout: float | None, most: int = INT32_MAX) -> int | None:
+    """A task timeout as the whole milliseconds a driver or server takes: None for no limit
+    (none set, or infinite: `timeout: 1e400`), at most `most` (PostgreSQL's
+    statement_timeout stops at INT_MAX ms, about 24.8 days; mflow's own deadline still holds)."""
+    if timeout is None or not math.isfinite(timeout):
+        return None
+    return max(1, min(math.ceil(timeout * 1000), most))
+
+
+def timeout_s(timeout: float | None, most: float = 86400.0 * 365) -> float | None:
+    """A task timeout in seconds for a socket or a connect: None for no limit, at most `most`
+    (Python's sockets refuse a timeout that does not fit in a C timeval)."""
+    if timeout is None or not math.isfinite(timeout):
+        return None
+    return min(timeout, most)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from mflow.errors import MflowError
 from mflow.secrets import Masker
-from mflow.tasks.base import TaskResult, TaskType, check_connection
+from mflow.tasks.base import TaskResult, TaskType, check_connection, timeout_ms, timeout_s
 from mflow.tasks.sqlscript import Statement, split_statements
+
+CONNECT_TIMEOUT_MAX = 3600.0  # seconds: past this a server is not coming
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -104,10 +106,11 @@ def _engine(datasource: Datasource, ctx: TaskContext) -> Engine:
 
     backend = backend_name(datasource)
     connect_args: dict[str, Any] = {}
-    if ctx.timeout is not None and backend == "postgresql":
-        connect_args["connect_timeout"] = max(2, math.ceil(ctx.timeout))
-    elif ctx.timeout is not None and backend == "oracle":
-        connect_args["tcp_connect_timeout"] = float(ctx.timeout)
+    connect = timeout_s(ctx.timeout, CONNECT_TIMEOUT_MAX)
+    if connect is not None and backend == "postgresql":
+        connect_args["connect_timeout"] = max(2, math.ceil(connect))
+    elif connect is not None and backend == "oracle":
+        connect_args["tcp_connect_timeout"] = connect
     engine = create_engine(datasource, poolclass=NullPool, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         own_sqlite_transactions(engine)
@@ -187,11 +190,12 @@ class _Session:
         timeout = self.ctx.timeout
         try:
             conn.begin()
-            if self.dialect == "postgresql" and timeout is not None:
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {math.ceil(timeout * 1000)}")
+            limit = timeout_ms(timeout)
+            if self.dialect == "postgresql" and limit is not None:
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {limit}")
             elif self.dialect == "oracle":
-                if timeout is not None:
-                    raw.call_timeout = math.ceil(timeout * 1000)
+                if limit is not None:
+                    raw.call_timeout = timeout_ms(timeout, 2**32 - 1)  # a ub4 in milliseconds
                 conn.exec_driver_sql("BEGIN dbms_output.enable(NULL); END;")
         except Exception as exc:
             first, full = self._error(exc)

@@ -41,7 +41,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from mflow.errors import MflowError
 from mflow.secrets import Masker
-from mflow.tasks.base import Command, TaskResult, TaskType, check_connection
+from mflow.tasks.base import (
+    Command,
+    TaskResult,
+    TaskType,
+    check_connection,
+    timeout_ms,
+    timeout_s,
+)
 
 if TYPE_CHECKING:
     import http.client
@@ -222,8 +229,9 @@ class _RestLoad:
     ) -> None:
         url = f"{ddl}?{urllib.parse.urlencode(query)}"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
-        if self.ctx.timeout is not None:
-            headers["GSQL-TIMEOUT"] = str(int(self.ctx.timeout * 1000))
+        limit = timeout_ms(self.ctx.timeout)
+        if limit is not None:
+            headers["GSQL-TIMEOUT"] = str(limit)
         body: _Upload | None = None
         if stream is not None:
             size = _size(stream)
@@ -253,7 +261,9 @@ class _RestLoad:
             raise _Cancelled
         request = urllib.request.Request(url, data=body, headers=headers, method=method)
         try:
-            with _opener(self._track).open(request, timeout=self.ctx.timeout) as response:
+            with _opener(self._track).open(
+                request, timeout=timeout_s(self.ctx.timeout)
+            ) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             raw = exc.read() or b""

@@ -257,3 +257,51 @@ def test_a_symlink_planted_as_a_task_log_redirects_nothing(
     assert target.read_text() == "private\n"  # not written through the link
     assert "private" not in result.stdout  # nor shown in the summary
     assert "private" not in mflow("logs", "1", "a").stdout
+
+
+# ------------------------------------------------------------------ what validates must run
+
+
+def test_an_id_with_a_trailing_newline_or_too_long_is_refused(
+    tmp_path: Path, mflow: MflowRunner
+) -> None:
+    write(
+        tmp_path / "tasks.json",
+        {"tasks": [bash("ok\n", "true"), bash("x" * 1_000_000, "true"), bash("fine", "true")]},
+    )
+    result = mflow("validate")
+    assert result.code == 2 and len(result.err_lines) == 2, result.stderr[:2000]
+    assert result.err_lines[0].startswith("tasks.json $.tasks[0].id: invalid value 'ok\\n'")
+    assert result.err_lines[1].startswith("tasks.json $.tasks[1].id: invalid value 'xxx")
+    assert all(len(line) < 400 for line in result.err_lines)
+    assert "1 to 200 letters" in result.err_lines[0]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_a_nul_character_in_a_command_is_refused_at_validation(
+    tmp_path: Path, mflow: MflowRunner, suffix: str
+) -> None:
+    taskfile = tmp_path / f"tasks{suffix}"
+    if suffix == ".json":
+        write(taskfile, {"tasks": [bash("ok", "true"), bash("n", "echo a\x00b")]})
+    else:
+        taskfile.write_text('tasks:\n  - {id: n, type: bash, command: "echo a\\0b"}\n')
+    for command in (["validate"], []):
+        result = mflow(*command, "-f", taskfile.name)
+        assert result.code == 2, result
+        assert result.err_lines == [
+            f"{taskfile.name} $.tasks[{1 if suffix == '.json' else 0}].command: a NUL character "
+            "in a string: no command, argument or variable can hold one"
+        ]
+
+
+def test_the_same_problem_a_thousand_times_is_one_line_with_a_count(
+    tmp_path: Path, mflow: MflowRunner
+) -> None:
+    write(tmp_path / "tasks.json", {"tasks": [bash("a", "true", *["ghost"] * 1000)]})
+    result = mflow("validate")
+    assert result.code == 2
+    assert result.err_lines == [
+        "tasks.json $.tasks[0].depends[0]: unknown task 'ghost' in task 'a' "
+        "(known: a; 999 more places like it)"
+    ]

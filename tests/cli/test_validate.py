@@ -348,3 +348,49 @@ def test_datasources_problems_never_print_a_secret(scratch: Path, document: Any)
     assert SECRET not in result.stdout + result.stderr
     for line in result.err_lines:
         assert line.startswith(("oracle.json ", "oracle.json:")), line
+
+
+# Ids people do not mean to write: control characters, newlines at the end, very long ones.
+hostile_ids = st.one_of(
+    st.text(st.characters(max_codepoint=0x9F), min_size=1, max_size=8),
+    st.text(st.sampled_from("ab\n\r\t\x00\x85\u2028"), min_size=1, max_size=6),
+    st.integers(190, 400).map(lambda n: "x" * n),
+    st.sampled_from(["ok\n", "ok\r\n", "a\x00b", "\u2028"]),
+)
+# How the taskfile itself may be laid out on disk.
+FILE_SHAPES = ["file", "symlink", "loop", "dangling", "directory", "under_a_file"]
+
+
+@FUZZ
+@given(st.lists(hostile_ids, min_size=1, max_size=3), st.sampled_from(FILE_SHAPES))
+def test_hostile_ids_and_files_exit_0_or_2_with_one_line_per_problem(
+    scratch: Path, ids: list[str], shape: str
+) -> None:
+    tasks = [{"id": i, "type": "bash", "command": "true"} for i in ids]
+    where = Path(tempfile.mkdtemp(dir=scratch))
+    real = where / "real.json"
+    real.write_text(json.dumps({"tasks": tasks}))
+    name = "dag.json"
+    if shape == "file":
+        name = "real.json"
+    elif shape == "symlink":
+        (where / name).symlink_to(real)
+    elif shape == "loop":
+        (where / name).symlink_to(where / "other.json")
+        (where / "other.json").symlink_to(where / name)
+    elif shape == "dangling":
+        (where / name).symlink_to(where / "gone.json")
+    elif shape == "directory":
+        (where / name).mkdir()
+    else:
+        name = "real.json/dag.json"
+    result = invoke_in_process("validate", "--taskfile", name, cwd=where)
+    assert result.code in (0, 2), result
+    assert "Traceback" not in result.stderr
+    if result.code == 0:
+        assert OK_LINE.match(result.stdout.strip()), result
+        assert all(i.isprintable() and len(i) <= 200 for i in ids)
+    else:
+        assert result.err_lines, result
+        for line in result.err_lines:
+            assert line.isprintable() and len(line) < 1000, line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -507,3 +508,19 @@ def _no_leaked_threads() -> Iterator[None]:
             return
         time.sleep(0.05)
     raise AssertionError("a cancel watchdog thread outlived its task")
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 30 * 86400.0], ids=["infinite", "30d"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_timeout_without_a_limit_or_longer_than_the_server_takes_still_runs(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str, timeout: float
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'db.sqlite'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    result, log, _ = run_task(
+        sql_project(tmp_path, url, command="SELECT 1"), tmp_path, timeout=timeout
+    )
+    assert result.state is TaskState.SUCCESS, log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import threading
@@ -409,3 +410,15 @@ def test_gsql_stream_without_db_is_refused_too(tmp_path: Path) -> None:
     recorder = run_project(project, tmp_path)
     assert recorder.ended_once("load").reason == STREAM_REFUSED
     assert not (tmp_path / "argv.txt").exists()
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 30 * 86400.0])
+def test_a_timeout_without_a_limit_or_too_long_for_the_server_still_runs(
+    tmp_path: Path, timeout: float
+) -> None:
+    with running() as stub:
+        project = write_project(tmp_path, [load_task()], [tg_connection(stub, token=stub.token)])
+        result, _, _ = run_task(project, tmp_path, timeout=timeout)
+    assert result.state is TaskState.SUCCESS, result
+    sent = stub.requests[0].headers.get("gsql-timeout")
+    assert sent == (None if timeout == math.inf else "2147483647")
