@@ -188,6 +188,7 @@ def _one_line_each(problems: list[ConfigError]) -> list[ConfigError]:
     repeats: dict[int, int] = {}
     for problem in problems:
         problem.message = _printable(problem.message)
+        problem.json_path = _printable(problem.json_path)
         if problem.hint is not None:
             problem.hint = _printable(problem.hint)
         if problem.task_id is not None:

@@ -158,8 +158,8 @@ BAD_TASKFILES: list[tuple[str, str | bytes, list[str]]] = [
         "num.json",
         '{"tasks": [{"id": 5, "type": "bash", "command": "x"}]}',
         [
-            "num.json $.tasks[0].id: expected string, got an integer (ids use letters, digits, "
-            "'_', '.' and '-')"
+            "num.json $.tasks[0].id: expected string, got an integer (ids are 1 to 200 letters, "
+            "digits, '_', '.' and '-')"
         ],
     ),
     (

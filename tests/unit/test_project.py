@@ -210,7 +210,7 @@ def test_a_place_the_schema_flagged_gets_no_second_message(tmp_path: Path) -> No
     write(tmp_path / "tasks.json", {"tasks": [bash("a", "not valid")]})
     assert problems_in(tmp_path) == [
         "tasks.json $.tasks[0].depends[0]: invalid value 'not valid' in task 'a' "
-        "(ids use letters, digits, '_', '.' and '-')"
+        "(ids are 1 to 200 letters, digits, '_', '.' and '-')"
     ]
 
 

@@ -15,7 +15,7 @@ from mflow.errors import InvalidInput
 from mflow.project import load_project
 
 PASSWORD = "Tr0ub4dor&3"
-ID_HINT = "(ids use letters, digits, '_', '.' and '-')"
+ID_HINT = "(ids are 1 to 200 letters, digits, '_', '.' and '-')"
 
 
 def problems(
@@ -154,7 +154,7 @@ def test_wrong_values_get_one_clear_message(
         ({"tasks": {}}, "$.tasks: expected array, got an object"),
         ({}, "$: missing required field 'tasks'"),
         ({"name": "x y", "tasks": []},
-         "$.name: invalid value 'x y' (ids use letters, digits, '_', '.' and '-')"),
+         "$.name: invalid value 'x y' (ids are 1 to 200 letters, digits, '_', '.' and '-')"),
         ({"tasks": [], "defaults": {"depends": ["a"]}},
          "$.defaults: unknown field 'depends' (allowed: cwd, env, retries, retry_delay, timeout)"),
     ],
@@ -179,10 +179,10 @@ def test_yaml_dates_and_booleans_are_named_as_such(tmp_path: Path) -> None:
         "  - {id: no, type: bash, command: y}\n"
     )
     assert problems(tmp_path, text, name="tasks.yaml") == [
-        "tasks.yaml $.tasks[0].id: expected string, got a date (quote it) (ids use letters, "
+        "tasks.yaml $.tasks[0].id: expected string, got a date (quote it) (ids are 1 to 200 "
+        "letters, digits, '_', '.' and '-')",
+        "tasks.yaml $.tasks[1].id: expected string, got a boolean (ids are 1 to 200 letters, "
         "digits, '_', '.' and '-')",
-        "tasks.yaml $.tasks[1].id: expected string, got a boolean (ids use letters, digits, "
-        "'_', '.' and '-')",
     ]
 
 
