@@ -292,11 +292,16 @@ def validate(
     taskfile: TaskfileOpt = None,
     datasources: DatasourcesOpt = None,
 ) -> None:
-    """Check the files: schema, ids, types, connections, dependencies, cycles."""
+    """Check the files: schema, ids, types, connections, dependencies, cycles; with
+    MFLOW_PASSKEY set, that every encrypted_password decrypts."""
+    from mflow.errors import InvalidInput
     from mflow.logs import count
-    from mflow.project import load_project
+    from mflow.project import load_project, undecryptable_passwords
 
     project = load_project(*_files(ctx, config, taskfile, datasources))
+    problems = undecryptable_passwords(project.datasources)
+    if problems:
+        raise InvalidInput(problems)
     typer.echo(f"OK: {count(len(project.dag.tasks), 'task')}, {count(project.dag.edges, 'edge')}")
 
 
@@ -831,13 +836,27 @@ def _secret_input(prompt: str, what: str) -> str:
     return line.rstrip("\n")
 
 
+class Kdf(str, Enum):
+    scrypt = "scrypt"
+    sha512 = "sha512"
+
+
 @crypt_app.command("encrypt")
-def crypt_encrypt() -> None:
+def crypt_encrypt(
+    kdf: Annotated[
+        Kdf,
+        typer.Option(
+            "--kdf",
+            help="scrypt: salted, for new secrets; sha512: the seed's format, for tools that "
+            "read OpenDataFlow's (both decrypt).",
+        ),
+    ] = Kdf.scrypt,
+) -> None:
     """Read a password (hidden prompt, or one line of stdin) and print its encrypted_password."""
     from mflow.secrets import encrypt
 
     passkey = _passkey(confirm=True)
-    typer.echo(encrypt(_secret_input("password: ", "the password"), passkey))
+    typer.echo(encrypt(_secret_input("password: ", "the password"), passkey, kdf.value))
 
 
 @crypt_app.command("decrypt")

@@ -334,3 +334,33 @@ def open_store_from_files(
 
     conf = load_config(config)
     return open_store(locate(state, conf.state, load_datasources(datasources)))
+
+
+def undecryptable_passwords(datasources: cfg.Datasources) -> list[ConfigError]:
+    """Every `encrypted_password` the passkey in MFLOW_PASSKEY cannot decrypt (`mflow
+    validate`: a wrong passkey is found before the run, not in the middle of it). Nothing is
+    checked without a passkey."""
+    import os
+
+    from mflow.secrets import PASSKEY_ENV, decrypt
+
+    passkey = os.environ.get(PASSKEY_ENV)
+    if not passkey:
+        return []
+    problems = []
+    for conn in datasources.connections.values():
+        sealed = conn.get("encrypted_password")
+        if not isinstance(sealed, str):
+            continue
+        try:
+            decrypt(sealed, passkey)
+        except ValueError as exc:
+            problems.append(
+                ConfigError(
+                    f"connection '{conn.name}': the encrypted_password does not decrypt with "
+                    f"{PASSKEY_ENV}: {exc}",
+                    file=conn.source.file,
+                    json_path=f"{conn.source.json_path}.encrypted_password",
+                )
+            )
+    return problems

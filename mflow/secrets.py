@@ -90,27 +90,54 @@ def _key(passkey: str) -> bytes:
     return hashlib.sha512(passkey.encode("utf-8")).digest()[:32]
 
 
-def encrypt(plaintext: str, passkey: str) -> str:
+# The stronger format (`mflow crypt encrypt`, the default): a random 16-byte salt and scrypt
+# (N=2^15, r=8, p=1) make the key, behind a version prefix that base64 cannot produce ('$'),
+# so both formats decrypt through `decrypt`. The seed's format (key = SHA-512(passkey)[:32],
+# no salt) stays readable and can still be made (`--kdf sha512`) for OpenDataFlow's Cryptor.
+SCRYPT_PREFIX = "$scrypt1$"
+KDFS = ("scrypt", "sha512")
+
+
+def _scrypt_key(passkey: str, salt: bytes) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passkey.encode("utf-8"))
+
+
+def encrypt(plaintext: str, passkey: str, kdf: str = "scrypt") -> str:
+    """An encrypted_password: AES-256-GCM, the key from scrypt (default) or the seed's SHA-512."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+    if kdf not in KDFS:
+        raise ValueError(f"unknown key derivation '{kdf}' (known: {', '.join(KDFS)})")
     nonce = os.urandom(12)
-    sealed = AESGCM(_key(passkey)).encrypt(nonce, plaintext.encode("utf-8"), None)
-    return base64.b64encode(nonce + sealed).decode("ascii")
+    if kdf == "sha512":
+        sealed = AESGCM(_key(passkey)).encrypt(nonce, plaintext.encode("utf-8"), None)
+        return base64.b64encode(nonce + sealed).decode("ascii")
+    salt = os.urandom(16)
+    sealed = AESGCM(_scrypt_key(passkey, salt)).encrypt(nonce, plaintext.encode("utf-8"), None)
+    return SCRYPT_PREFIX + base64.b64encode(salt + nonce + sealed).decode("ascii")
 
 
 def decrypt(ciphertext: str, passkey: str) -> str:
-    """Raises ValueError when the text is not ours or the passkey is wrong."""
+    """Either format. Raises ValueError when the text is not ours or the passkey is wrong."""
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+    text = ciphertext.strip()
+    scrypt = text.startswith(SCRYPT_PREFIX)
     try:
-        raw = base64.b64decode(ciphertext.strip(), validate=True)
+        raw = base64.b64decode(text.removeprefix(SCRYPT_PREFIX), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("not base64") from None
-    if len(raw) < 12 + 16:
+    salt = b""
+    if scrypt:
+        salt, raw = raw[:16], raw[16:]
+    if len(raw) < 12 + 16 or (scrypt and len(salt) < 16):
         raise ValueError("too short to be AES-GCM ciphertext")
+    key = _scrypt_key(passkey, salt) if scrypt else _key(passkey)
     try:
-        return AESGCM(_key(passkey)).decrypt(raw[:12], raw[12:], None).decode("utf-8")
+        return AESGCM(key).decrypt(raw[:12], raw[12:], None).decode("utf-8")
     except InvalidTag:
         raise ValueError("wrong passkey, or the ciphertext was altered") from None
 

@@ -305,3 +305,35 @@ def test_the_same_problem_a_thousand_times_is_one_line_with_a_count(
         "tasks.json $.tasks[0].depends[0]: unknown task 'ghost' in task 'a' "
         "(known: a; 999 more places like it)"
     ]
+
+
+# ------------------------------------------------------------------ secrets at rest (15)
+
+
+def test_validate_with_a_passkey_checks_that_every_encrypted_password_decrypts(
+    tmp_path: Path, mflow: MflowRunner
+) -> None:
+    from mflow.secrets import encrypt
+
+    sealed = {kdf: encrypt(SECRET, "right-passkey", kdf) for kdf in ("scrypt", "sha512")}
+    write(
+        tmp_path / "oracle.json",
+        {
+            "connections": [
+                {"name": kdf, "url": "postgresql+psycopg://u@h/db", "encrypted_password": text}
+                for kdf, text in sealed.items()
+            ]
+        },
+    )
+    write(tmp_path / "tasks.json", {"tasks": [bash("a", "true")]})
+    assert mflow("validate", env={"MFLOW_PASSKEY": "right-passkey"}).code == 0
+    assert mflow("validate").code == 0  # without a passkey nothing can be checked
+    wrong = mflow("validate", env={"MFLOW_PASSKEY": "wrong-passkey"})
+    assert wrong.code == 2
+    assert wrong.err_lines == [
+        f"oracle.json $.connections[{i}].encrypted_password: connection '{kdf}': the "
+        "encrypted_password does not decrypt with MFLOW_PASSKEY: wrong passkey, or the "
+        "ciphertext was altered"
+        for i, kdf in enumerate(sealed)
+    ]
+    no_secret(wrong)

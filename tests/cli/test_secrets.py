@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from integration.tg_stub import TigerGraphStub, running
 from mflow_cli import MflowRunner, Result, Terminal, clean_env
 
+from mflow.secrets import decrypt
+
 PASSKEY = "Pk-7Rw2-passkey-never-shown"
 PASSWORD = "Pw-enc-91zQ-never-shown"  # the clear text of an encrypted_password
 ENV_PASSWORD = "Pw-env-44kX-never-shown"  # a password given as ${ENV_DB_PW}
@@ -63,10 +65,12 @@ def test_known_vector_decrypts(mflow: MflowRunner) -> None:
     assert result == (0, f"{VECTOR_PLAINTEXT}\n", "")
 
 
-def test_encrypt_then_decrypt_with_the_passkey_from_the_environment(mflow: MflowRunner) -> None:
+def test_the_seed_format_is_made_for_opendataflows_cryptor_and_decrypts(
+    mflow: MflowRunner,
+) -> None:
     env = {"MFLOW_PASSKEY": PASSKEY}
-    first = mflow("crypt", "encrypt", env=env, input=f"{PASSWORD}\n")
-    second = mflow("crypt", "encrypt", env=env, input=f"{PASSWORD}\n")
+    first = mflow("crypt", "encrypt", "--kdf", "sha512", env=env, input=f"{PASSWORD}\n")
+    second = mflow("crypt", "encrypt", "--kdf", "sha512", env=env, input=f"{PASSWORD}\n")
     assert first.code == 0 and second.code == 0, first.stderr + second.stderr
     (ciphertext,) = first.out_lines
     assert second.out_lines != [ciphertext]  # a fresh random nonce each time
@@ -77,6 +81,22 @@ def test_encrypt_then_decrypt_with_the_passkey_from_the_environment(mflow: Mflow
     assert back == (0, f"{PASSWORD}\n", "")
     for result in (first, second):
         assert_hidden({"passkey": PASSKEY, "password": PASSWORD}, "crypt encrypt", str(result))
+
+
+def test_new_secrets_are_salted_with_scrypt_by_default_and_decrypt(mflow: MflowRunner) -> None:
+    from mflow.secrets import SCRYPT_PREFIX
+
+    env = {"MFLOW_PASSKEY": PASSKEY}
+    first = mflow("crypt", "encrypt", env=env, input=f"{PASSWORD}\n")
+    second = mflow("crypt", "encrypt", env=env, input=f"{PASSWORD}\n")
+    (ciphertext,) = first.out_lines
+    assert ciphertext.startswith(SCRYPT_PREFIX)
+    raw = base64.b64decode(ciphertext.removeprefix(SCRYPT_PREFIX))
+    assert len(raw) == 16 + 12 + len(PASSWORD) + 16  # salt, nonce, ciphertext, tag
+    assert raw[:16] != base64.b64decode(second.out_lines[0].removeprefix(SCRYPT_PREFIX))[:16]
+    assert mflow("crypt", "decrypt", env=env, input=f"{ciphertext}\n") == (0, f"{PASSWORD}\n", "")
+    wrong = mflow("crypt", "decrypt", env={"MFLOW_PASSKEY": "other"}, input=f"{ciphertext}\n")
+    assert wrong.code == 2 and "wrong passkey" in wrong.stderr
 
 
 @pytest.mark.parametrize(
@@ -177,7 +197,7 @@ def test_hidden_prompts_read_passkey_and_password_without_echo(
     assert_hidden({"passkey": PASSKEY, "password": PASSWORD}, "the terminal (echo)", screen)
     assert "may be echoed" not in screen
     ciphertext = screen.split()[-1]
-    assert cryptor_decrypt(ciphertext, PASSKEY) == PASSWORD
+    assert decrypt(ciphertext, PASSKEY) == PASSWORD
 
     term = Terminal.start(tmp_path, crypt_env, "crypt", "decrypt")
     term.expect("passkey: ")
@@ -223,7 +243,7 @@ def test_prompts_read_stdin_when_there_is_no_terminal(
     sealed = crypt("encrypt", f"{PASSKEY}\n{PASSKEY}\n{PASSWORD}\n")
     assert sealed.code == 0, sealed.stderr
     (ciphertext,) = sealed.out_lines
-    assert cryptor_decrypt(ciphertext, PASSKEY) == PASSWORD
+    assert decrypt(ciphertext, PASSKEY) == PASSWORD
     opened = crypt("decrypt", f"{PASSKEY}\n{ciphertext}\n")
     assert opened.code == 0 and opened.stdout == f"{PASSWORD}\n", opened.stderr
     for result in (sealed, opened):
