@@ -774,17 +774,27 @@ def db_init(
     ] = False,
     dialect: Annotated[
         Dialect | None,
-        typer.Option("--dialect", help="With --sql: oracle, postgresql or sqlite."),
+        typer.Option(
+            "--dialect",
+            help="With --sql: oracle, postgresql or sqlite (default: the store's own).",
+        ),
     ] = None,
     state: StateOpt = None,
     config: ConfigOpt = None,
     datasources: DatasourcesOpt = None,
 ) -> None:
-    """Create the store's tables (idempotent), or print the DDL for a DBA."""
+    """Create the store's tables (idempotent), or print the DDL for a DBA (--sql)."""
+    from mflow.errors import ConfigError
+
+    if dialect is not None and not sql:
+        raise ConfigError("--dialect says which DDL --sql prints: give --sql too", json_path="")
     if sql:
         from mflow.state.ddl import ddl
 
-        typer.echo(ddl((dialect or Dialect.oracle).value), nl=False)
+        typer.echo(
+            ddl(dialect.value if dialect else _store_dialect(ctx, state, config, datasources)),
+            nl=False,
+        )
         return
     store = _store(ctx, state, config, datasources)
     try:
@@ -792,6 +802,27 @@ def db_init(
     finally:
         store.close()
     typer.echo(f"initialised {store.display_url}")
+
+
+def _store_dialect(ctx: typer.Context, state, config, datasources) -> str:  # type: ignore[no-untyped-def]
+    """The SQL dialect of the store these options name (nothing is connected to)."""
+    from mflow.errors import ConfigError
+    from mflow.project import load_config, load_datasources
+    from mflow.state import locate
+
+    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    location = locate(
+        state or outer.state,
+        load_config(config or outer.config).state,
+        load_datasources(datasources or outer.datasources),
+    )
+    if location.scheme not in {d.value for d in Dialect}:
+        raise ConfigError(
+            f"the state store {location.display} is not an SQL database: it has no DDL",
+            json_path="",
+            hint="give --dialect oracle, postgresql or sqlite",
+        )
+    return location.scheme
 
 
 crypt_app = MflowTyper(
