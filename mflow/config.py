@@ -96,6 +96,11 @@ def resolve_url(url: str, base: Path) -> str:
 
 def read_document(path: Path, display: str | None = None) -> Any:
     """Parse JSON or YAML (by extension). Errors name the file, line and column."""
+    return parse_document(read_text(path, display), path, display)
+
+
+def read_text(path: Path, display: str | None = None) -> str:
+    """A document's text (UTF-8, a BOM dropped). Errors name the file."""
     name = display or str(path)
     try:
         data = path.read_bytes()
@@ -116,6 +121,12 @@ def read_document(path: Path, display: str | None = None) -> Any:
         ) from None
     if not text.strip():
         raise ConfigError("file is empty", file=name, json_path="")
+    return text
+
+
+def parse_document(text: str, path: Path, display: str | None = None) -> Any:
+    """A document's text parsed as JSON or YAML (by the path's extension)."""
+    name = display or str(path)
     doc = (
         _parse_yaml(text, name)
         if path.suffix.lower() in (".yaml", ".yml")
@@ -279,6 +290,7 @@ class Config:
     retries: int = 0
     retry_delay: float = 10.0
     timeout: float | None = None
+    text: str | None = field(default=None, repr=False)  # as read (mflow.plan.snapshot)
 
 
 _DEFAULT = Config()
@@ -289,7 +301,9 @@ def default_config() -> Config:
     return Config(log_directory=Path.cwd() / _DEFAULT.log_directory)
 
 
-def build_config(doc: Mapping[str, Any], path: Path | None, base: Path) -> Config:
+def build_config(
+    doc: Mapping[str, Any], path: Path | None, base: Path, text: str | None = None
+) -> Config:
     """A Config from a schema-valid document; `base` is the directory paths resolve against."""
     timeout = doc.get("timeout", _DEFAULT.timeout)
     state = doc.get("state")
@@ -307,6 +321,7 @@ def build_config(doc: Mapping[str, Any], path: Path | None, base: Path) -> Confi
         retries=int(doc.get("retries", _DEFAULT.retries)),
         retry_delay=parse_duration(doc.get("retry_delay", _DEFAULT.retry_delay)),
         timeout=parse_duration(timeout) if timeout is not None else None,
+        text=text,
     )
 
 
@@ -348,6 +363,7 @@ class Dag:
     path: Path
     tasks: Mapping[str, TaskSpec]  # in file order
     description: str | None = None
+    text: str = field(default="", repr=False)  # the file as read (mflow.plan.snapshot)
 
     @property
     def edges(self) -> int:

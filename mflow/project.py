@@ -44,19 +44,25 @@ class FileArg:
 _OPTIONS = {"config": "--config", "tasks": "--taskfile", "datasources": "--datasources"}
 
 
-def _read(arg: FileArg, kind: str, problems: list[ConfigError]) -> Any:
-    """The parsed, schema-checked document; None when absent (allowed) or broken."""
+def _read(
+    arg: FileArg, kind: str, problems: list[ConfigError], texts: dict[str, str] | None = None
+) -> Any:
+    """The parsed, schema-checked document; None when absent (allowed) or broken. Its text
+    goes into `texts[kind]` when asked."""
     from mflow import schema
 
     if not arg.named and not arg.path.exists():
         return None
     try:
-        doc = cfg.read_document(arg.path, arg.display)
+        text = cfg.read_text(arg.path, arg.display)
+        doc = cfg.parse_document(text, arg.path, arg.display)
     except ConfigError as exc:
         if exc.hint is None and not arg.path.exists():
             exc.hint = f"named by {_OPTIONS[kind]}; looked for {arg.path.absolute()}"
         problems.append(exc)
         return None
+    if texts is not None:
+        texts[kind] = text
     plugins = kind == "tasks" and _uses_plugin_types(doc)
     found = schema.validator(kind, plugins=plugins).problems(doc, arg.display)
     problems.extend(found)
@@ -81,13 +87,14 @@ def load_config(value: str | Path | None) -> cfg.Config:
     """config.json alone (also used to re-read it during a run). Raises InvalidInput."""
     arg = FileArg.of(value, cfg.DEFAULT_CONFIG)
     problems: list[ConfigError] = []
-    doc = _read(arg, "config", problems)
+    texts: dict[str, str] = {}
+    doc = _read(arg, "config", problems, texts)
     if problems:
         raise InvalidInput(_one_line_each(problems))
     if doc is None:
         return cfg.default_config()
     path = resolved(arg.path)
-    return cfg.build_config(doc, path, path.parent)
+    return cfg.build_config(doc, path, path.parent, texts.get("config"))
 
 
 def load_project(
@@ -122,7 +129,8 @@ def _load_project(
     default = FileArg.of(taskfile, cfg.DEFAULT_TASKFILE)
     task_arg = FileArg(default.path, default.display, named=True)  # always required
     before = len(problems)
-    task_doc = _read(task_arg, "tasks", problems)
+    texts: dict[str, str] = {}
+    task_doc = _read(task_arg, "tasks", problems, texts)
     if task_doc is None and not default.named and not default.path.exists():
         problems[-1].hint = "pass --taskfile FILE, or run where tasks.json is"
     task_path = resolved(task_arg.path)
@@ -147,6 +155,7 @@ def _load_project(
             path=task_path,
             tasks=MappingProxyType(tasks),
             description=task_doc.get("description"),
+            text=texts["tasks"],
         ),
         datasources=sources,
         taskfile_display=task_arg.display,

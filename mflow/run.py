@@ -167,7 +167,7 @@ def take_run(plan: RunPlan, store: StateStore) -> tuple[RunRecord, Plan, list[Ev
     """Start a new run, or take over the one the plan continues: the lock and the rows.
     Returns the run, the runner's plan, and the events of taking it (an owner found gone)."""
     from mflow.logs import count
-    from mflow.plan import definitions
+    from mflow.plan import snapshot
     from mflow.runner import Plan
     from mflow.state.base import NewRun, TaskRecord, this_host
 
@@ -190,7 +190,7 @@ def take_run(plan: RunPlan, store: StateStore) -> tuple[RunRecord, Plan, list[Ev
             lock=lock,
         )
         store.add_tasks(run.id, plan.tasks)
-        store.set_definitions(run.id, definitions(project))
+        store.set_definitions(run.id, snapshot(project))
         return run, Plan(plan.tasks), []
     previous = plan.previous
     _kill_orphans(previous.id, plan.previous_tasks)
@@ -201,7 +201,7 @@ def take_run(plan: RunPlan, store: StateStore) -> tuple[RunRecord, Plan, list[Ev
     store.add_tasks(run.id, plan.tasks)
     attempts = {r.task_id: r.attempt for r in plan.previous_tasks}
     store.record([TaskRecord(run.id, t, TaskState.NONE, attempts[t]) for t in sorted(plan.rerun)])
-    store.set_definitions(run.id, definitions(project))
+    store.set_definitions(run.id, snapshot(project))
     taken: list[Event] = []
     if previous.status is RunState.RUNNING:  # resume_run refuses a live owner: this one is gone
         taken.append(

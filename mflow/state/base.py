@@ -192,12 +192,12 @@ class StateStore(ABC):
         carry it when a log directory is shared with another store (mflow.logs)."""
 
     @abstractmethod
-    def set_definitions(self, run_id: int, digests: Mapping[str, str]) -> None:
-        """What each task of the run was (`mflow.plan.definition_digest`), replacing any."""
+    def set_definitions(self, run_id: int, snapshot: bytes) -> None:
+        """What the run's DAG was (`mflow.plan.snapshot`), replacing any."""
 
     @abstractmethod
-    def definitions(self, run_id: int) -> dict[str, str] | None:
-        """The digests `set_definitions` wrote, or None (a run recorded before there were)."""
+    def definitions(self, run_id: int) -> bytes | None:
+        """What `set_definitions` wrote, or None (a run recorded before there was one)."""
 
     @abstractmethod
     def remove_tasks(self, run_id: int, task_ids: Iterable[str]) -> None:

@@ -90,12 +90,12 @@ locks = sa.Table(
     sa.Column("acquired_at", sa.TIMESTAMP()),
 )
 
-# One row per run: the digest of each task's definition, as JSON (`SqlStore.set_definitions`).
+# One row per run: what its DAG was (mflow.plan.snapshot: the files, compressed).
 run_defs = sa.Table(
     "mflow_run_defs",
     metadata,
     sa.Column("run_id", sa.Integer, primary_key=True),
-    sa.Column("digests", sa.Text, nullable=False),
+    sa.Column("snapshot", sa.LargeBinary, nullable=False),
 )
 
 # `mflow stop` for a run owned by a process on another host: its writer looks here.

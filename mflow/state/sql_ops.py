@@ -5,10 +5,9 @@ the transactions and the schema check.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -63,19 +62,18 @@ class SqlOperations:
             self._store_id = str(found)
         return self._store_id
 
-    def set_definitions(self, run_id: int, digests: Mapping[str, str]) -> None:
+    def set_definitions(self, run_id: int, snapshot: bytes) -> None:
         self._ensure_schema()
-        text = json.dumps(dict(digests), separators=(",", ":"))
         with self._transaction() as conn:
             conn.execute(sa.delete(run_defs).where(run_defs.c.run_id == run_id))
-            conn.execute(sa.insert(run_defs).values(run_id=run_id, digests=text))
+            conn.execute(sa.insert(run_defs).values(run_id=run_id, snapshot=snapshot))
 
-    def definitions(self, run_id: int) -> dict[str, str] | None:
+    def definitions(self, run_id: int) -> bytes | None:
         self._ensure_schema()
-        query = sa.select(run_defs.c.digests).where(run_defs.c.run_id == run_id)
+        query = sa.select(run_defs.c.snapshot).where(run_defs.c.run_id == run_id)
         with self._transaction(write=False) as conn:
-            text = conn.scalar(query)
-        return None if text is None else dict(json.loads(text))
+            found = conn.scalar(query)
+        return None if found is None else bytes(found)
 
     def remove_tasks(self, run_id: int, task_ids: Iterable[str]) -> None:
         self._ensure_schema()

@@ -2,18 +2,16 @@
 owner is gone, the DAGs a store knows, pruning. A mixin of `zookeeper.ZooKeeperStore`.
 
     <root>/meta                        {"schema_version", "store_id"}
-    <root>/runs/<id>/defs/<n>          the run's task definitions: zlib'd JSON, in chunks
+    <root>/runs/<id>/defs/<n>          what the run's DAG was (mflow.plan.snapshot), in chunks
                                        (a znode holds at most 1 MB)
     <root>/runs/<id>/stop              {"by", "at"}: `mflow stop` from another host
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
@@ -73,9 +71,9 @@ class ZooKeeperOperations:
         return f"{self.nodes.run(run_id)}/defs"
 
     @zk_errors
-    def set_definitions(self, run_id: int, digests: Mapping[str, str]) -> None:
+    def set_definitions(self, run_id: int, snapshot: bytes) -> None:
         self._ensure()
-        blob = zlib.compress(json.dumps(dict(digests), separators=(",", ":")).encode(), 6)
+        blob = snapshot
         try:
             self.client.retry(self.client.delete, self._defs(run_id), recursive=True)
         except NoNodeError:
@@ -86,7 +84,7 @@ class ZooKeeperOperations:
         commit_writes(self.client, ops)
 
     @zk_errors
-    def definitions(self, run_id: int) -> dict[str, str] | None:
+    def definitions(self, run_id: int) -> bytes | None:
         self._ensure()
         try:
             names = sorted(self.client.retry(self.client.get_children, self._defs(run_id)))
@@ -95,7 +93,7 @@ class ZooKeeperOperations:
         blob = b"".join(
             self.client.retry(self.client.get, f"{self._defs(run_id)}/{name}")[0] for name in names
         )
-        return dict(json.loads(zlib.decompress(blob)))
+        return blob
 
     @zk_errors
     def remove_tasks(self, run_id: int, task_ids: Iterable[str]) -> None:
