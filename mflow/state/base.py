@@ -18,6 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mflow.errors import StateStoreError
 from mflow.states import PartitionStatus, RunState, TaskState
@@ -118,6 +119,55 @@ class Claim:
     job: str
     host: str
     pid: int
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A recurring job as stored: its document (SPEC §5) and where its paths resolve."""
+
+    name: str
+    document: Mapping[str, Any]
+    base_dir: str = ""
+    enabled: bool = True
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Fire:
+    """One slot of a job (the fire key: job, kind, slot) and what became of it."""
+
+    job: str
+    slot: float  # UTC epoch seconds; a manual trigger's is the trigger time
+    kind: str = "scheduled"  # or "manual"
+    outcome: str = "FIRED"  # FIRED or SKIPPED
+    reason: str | None = None  # SKIPPED: missed, conflict: B, waiting for: A, max_active, paused
+    run_id: int | None = None
+    host: str | None = None
+    epoch: int | None = None  # the leader's epoch that claimed it (None: a manual trigger)
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who leads the schedulers, since when, and the epoch each takeover increases."""
+
+    holder: str
+    hostname: str
+    epoch: int
+    since: float
+    expires_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Member:
+    """A scheduler that runs (leader or standing by)."""
+
+    name: str
+    hostname: str
+    pid: int
+    since: float
+    heartbeat_at: float
 
 
 class StateStore(ABC):
@@ -260,6 +310,68 @@ class StateStore(ABC):
     @abstractmethod
     def heartbeat_partition(self, dataset: str, dataid: str, claim: Claim) -> None:
         """The claimer of a RUNNING partition is alive."""
+
+    # ---------------------------------------------------------------- jobs (SPEC §5)
+
+    @abstractmethod
+    def put_job(self, job: JobRecord, *, create: bool) -> bool:
+        """Create (`create`, False when the name exists) or replace (False when missing)."""
+
+    @abstractmethod
+    def get_job(self, name: str) -> JobRecord | None: ...
+
+    @abstractmethod
+    def list_jobs(self) -> list[JobRecord]:
+        """Every job, by name."""
+
+    @abstractmethod
+    def delete_job(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def set_job_enabled(self, name: str, enabled: bool) -> bool: ...
+
+    @abstractmethod
+    def claim_fire(self, fire: Fire) -> bool:
+        """Record a slot's outcome before anything starts: at most once per (job, kind,
+        slot). With `fire.epoch` set, in the same transaction as the check that no newer
+        epoch exists (fencing: a leader that was paused through a takeover claims nothing).
+        False: claimed already, or fenced out."""
+
+    @abstractmethod
+    def set_fire_run(self, fire: Fire, run_id: int | None, reason: str | None = None) -> None:
+        """The run a claimed slot started (or why none could start)."""
+
+    @abstractmethod
+    def fires(self, job: str, limit: int = 20, kind: str | None = None) -> list[Fire]:
+        """A job's slots, newest first."""
+
+    @abstractmethod
+    def acquire_lease(self, holder: str, hostname: str, ttl: float) -> Lease | None:
+        """Lead, or keep leading: a new epoch when taking over (none held, or expired), the
+        same when `holder` holds it (renewed). None while another holds an unexpired one."""
+
+    @abstractmethod
+    def renew_lease(self, lease: Lease, ttl: float) -> bool:
+        """Still the leader at that epoch (renewed); False: another took over."""
+
+    @abstractmethod
+    def release_lease(self, lease: Lease) -> None:
+        """Give up leadership at once (the others take over at their next look)."""
+
+    @abstractmethod
+    def leader(self) -> Lease | None:
+        """The current leader, if its lease holds."""
+
+    @abstractmethod
+    def join(self, member: Member) -> None:
+        """Register (or heartbeat) a scheduler."""
+
+    @abstractmethod
+    def leave(self, name: str) -> None: ...
+
+    @abstractmethod
+    def members(self) -> list[Member]:
+        """Schedulers with a recent heartbeat, by name."""
 
     def close(self) -> None:  # noqa: B027 - optional for stores holding nothing open
         """Release connections."""

@@ -132,6 +132,53 @@ partitions = sa.Table(
     sa.Index("ix_mflow_partitions_status", "dataset", "status", "dataid"),
 )
 
+# Recurring jobs (SPEC §5): the jobs, every slot's outcome, the leader's lease, the members.
+jobs = sa.Table(
+    "mflow_jobs",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),  # JSON, as given
+    sa.Column("base_dir", sa.String(1000)),
+    sa.Column("enabled", sa.Integer, nullable=False),  # 1 or 0 (Oracle has no boolean)
+    sa.Column("created_at", sa.TIMESTAMP()),
+    sa.Column("updated_at", sa.TIMESTAMP()),
+)
+
+fires = sa.Table(
+    "mflow_fires",
+    metadata,
+    sa.Column("job", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),  # scheduled, manual
+    sa.Column("slot", sa.TIMESTAMP(), primary_key=True),  # the fire key: at most once
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("reason", sa.String(1000)),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("host", sa.String(255)),
+    sa.Column("epoch", sa.Integer),
+    sa.Column("at", sa.TIMESTAMP()),
+)
+
+lease = sa.Table(
+    "mflow_lease",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),  # "scheduler"
+    sa.Column("holder", sa.String(255)),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("since", sa.TIMESTAMP()),
+    sa.Column("expires_at", sa.TIMESTAMP()),
+)
+
+members = sa.Table(
+    "mflow_members",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("since", sa.TIMESTAMP()),
+    sa.Column("heartbeat_at", sa.TIMESTAMP()),
+)
+
 SCHEMA_VERSION_KEY = "schema_version"
 STORE_ID_KEY = "store_id"
 

@@ -58,6 +58,7 @@ from mflow.state.ddl import (
     to_db_time,
 )
 from mflow.state.sql_engine import DEFERRED, create_store_engine
+from mflow.state.sql_jobs import SqlJobs
 from mflow.state.sql_ops import SqlOperations
 from mflow.state.sql_partitions import SqlPartitions
 from mflow.states import RunState, TaskState
@@ -80,7 +81,7 @@ class _Contended(Exception):
     """The lock or its holder changed between our read and our write: look again."""
 
 
-class SqlStore(SqlOperations, SqlPartitions, StateStore):
+class SqlStore(SqlOperations, SqlPartitions, SqlJobs, StateStore):
     """Runs, task rows and run locks in `mflow_` tables (ddl.py); operations in sql_ops.py."""
 
     def __init__(self, location: StoreLocation) -> None:

@@ -53,6 +53,7 @@ from mflow.state.znodes import (
     zk_credentials,
 )
 from mflow.state.zookeeper_client import commit_writes, committed, connect, zk_errors
+from mflow.state.zookeeper_jobs import ZooKeeperJobs
 from mflow.state.zookeeper_lock import RunLocks
 from mflow.state.zookeeper_ops import ZooKeeperOperations
 from mflow.state.zookeeper_partitions import ZooKeeperPartitions
@@ -68,7 +69,7 @@ __all__ = ["ZooKeeperStore", "parse_zk_url"]
 LOCK_ATTEMPTS = 5
 
 
-class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, StateStore):
+class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, ZooKeeperJobs, StateStore):
     """Runs, task rows and run locks as znodes under one root; operations in zookeeper_ops."""
 
     connect_timeout = 10.0  # seconds to find a server at start (class attribute: tests shorten it)

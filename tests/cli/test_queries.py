@@ -66,6 +66,10 @@ TABLES = {
     "mflow_stops",
     "mflow_datasets",
     "mflow_partitions",
+    "mflow_jobs",
+    "mflow_fires",
+    "mflow_lease",
+    "mflow_members",
 }
 
 

@@ -29,6 +29,10 @@ TABLES = {
     "mflow_stops",
     "mflow_datasets",
     "mflow_partitions",
+    "mflow_jobs",
+    "mflow_fires",
+    "mflow_lease",
+    "mflow_members",
 }
 # Words an Oracle DBA will refuse as column names, beyond what SQLAlchemy quotes for us.
 AVOIDED = set(
