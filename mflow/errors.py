@@ -44,8 +44,10 @@ class ConfigError(MflowError):
         json_path: str = "$",
         task_id: str | None = None,
         hint: str | None = None,
+        subject: str = "task",  # what task_id names: a task, or a job (SPEC §5)
     ) -> None:
         self.message = message
+        self.subject = subject
         self.file = file
         self.json_path = json_path
         self.task_id = task_id
@@ -56,7 +58,7 @@ class ConfigError(MflowError):
         where = f"{self.file} {self.json_path}".strip()
         text = f"{where}: {self.message}" if where else self.message
         if self.task_id is not None:
-            text += f" in task '{self.task_id}'"
+            text += f" in {self.subject} '{self.task_id}'"
         if self.hint:
             text += f" ({self.hint})"
         return text

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mflow.errors import ExitCode, MflowError
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 class Launched:
     run_id: int
     pid: int
+    process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
 
 class LaunchError(MflowError):
@@ -56,6 +57,7 @@ def run_argv(request: RunRequest) -> list[str]:
         ("--state", request.state),
         ("--log-dir", request.log_dir),
         ("--parent", request.parent),
+        ("--job", request.job),
     )
     for flag, value in options:
         if value is not None:
@@ -94,13 +96,15 @@ def launch(
     if line.strip().isdigit():
         assert process.stderr is not None
         process.stderr.close()  # it has pointed its own at /dev/null
-        return Launched(int(line), process.pid)
+        return Launched(int(line), process.pid, process)
     try:
         _, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         _, err = process.communicate()
     message = err.decode(errors="replace").strip() or f"mflow exited {process.returncode}"
+    if "Traceback (most recent call last)" in message:  # a bug: its last line says what
+        message = message.splitlines()[-1]
     raise LaunchError(message, process.returncode or 1)
 
 

@@ -41,6 +41,7 @@ class RunRequest:
     state: str | None = None
     log_dir: Path | None = None
     parent: str | None = None  # "RUN_ID:TASK_ID" for child runs
+    job: str | None = None  # a stored job's name: its task is the DAG (mflow.jobs)
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,11 @@ def usage(message: str, hint: str | None = None) -> ConfigError:
 
 
 def load(request: RunRequest) -> Project:
-    """The request's files, loaded and checked (raises InvalidInput)."""
+    """The request's files (or its job), loaded and checked (raises InvalidInput)."""
     from mflow.project import load_project
+
+    if request.job is not None:
+        return _load_job(request)
 
     if request.resume and (request.oneshot or request.target):
         raise usage(
@@ -126,6 +130,25 @@ def load(request: RunRequest) -> Project:
             "--from TASK reruns part of an earlier run: give the run with --resume RUN_ID|last"
         )
     return load_project(request.config, request.taskfile, request.datasources)
+
+
+def _load_job(request: RunRequest) -> Project:
+    """A run of a stored job (`mflow run --job NAME`: what the scheduler starts)."""
+    from mflow.jobs import job_project
+    from mflow.project import load_config, load_datasources
+    from mflow.scheduler.catalog import known_job
+    from mflow.state import locate, open_store
+
+    if request.taskfile is not None or request.resume or request.oneshot or request.target:
+        raise usage("--job runs a stored job: no --taskfile, --resume, --oneshot or --target")
+    config = load_config(request.config)
+    datasources = load_datasources(request.datasources)
+    store = open_store(locate(request.state, config.state, datasources))
+    try:
+        record = known_job(store, request.job or "")
+    finally:
+        store.close()
+    return job_project(record, config, datasources)
 
 
 def select_tasks(project: Project, request: RunRequest) -> tuple[str, ...]:

@@ -373,3 +373,12 @@ def undecryptable_passwords(datasources: cfg.Datasources) -> list[ConfigError]:
                 )
             )
     return problems
+
+
+def check_task_types(
+    tasks: Mapping[str, cfg.TaskSpec], datasources: cfg.Datasources
+) -> list[ConfigError]:
+    """Unknown types and each type's own checks (connections...) of tasks built elsewhere
+    (a job's task: mflow.jobs)."""
+    display = str(datasources.path) if datasources.path else cfg.DEFAULT_DATASOURCES
+    return _one_line_each(_check_types(tasks, datasources, display, set()))

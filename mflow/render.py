@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from mflow.dryrun import PlannedTask
     from mflow.plan import RunPlan
     from mflow.queries import RunTree
+    from mflow.scheduler.catalog import HistoryRow, JobView
+    from mflow.scheduler.cluster import Cluster
     from mflow.state.base import DagSummary, Partition, RunRecord, TaskRecord
 
 
@@ -423,3 +425,70 @@ def print_partitions(found: list[Partition], *, tty: bool) -> None:
         for p in found
     ]
     _table(headers, rows, tty=tty, status_column=2)
+
+
+# ------------------------------------------------------------------------- jobs, cluster
+
+
+def print_jobs(views: list[JobView], *, tty: bool) -> None:
+    if not views:
+        print("no jobs (mflow jobs add NAME JSON)")
+        return
+    headers = ["JOB", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT FIRE", "LAST RUN", "STATE"]
+    rows = [
+        [
+            v.name,
+            v.schedule,
+            v.timezone,
+            "yes" if v.enabled else "paused",
+            when(v.next_fire),
+            str(v.last_run_id) if v.last_run_id is not None else "-",
+            v.last_state or "-",
+        ]
+        for v in views
+    ]
+    _table(headers, rows, tty=tty, status_column=6)
+
+
+def print_history(rows: list[HistoryRow], *, tty: bool) -> None:
+    if not rows:
+        print("no slots yet")
+        return
+    headers = ["SLOT", "KIND", "OUTCOME", "REASON", "RUN", "STATE", "HOST"]
+    table = [
+        [
+            when(r.slot),
+            r.kind,
+            r.outcome,
+            r.reason or "-",
+            str(r.run_id) if r.run_id is not None else "-",
+            r.state or "-",
+            r.host or "-",
+        ]
+        for r in rows
+    ]
+    _table(headers, table, tty=tty, status_column=5)
+
+
+def print_cluster(found: Cluster) -> None:
+    leader = found.leader
+    if leader is None:
+        print("leader: none")
+    else:
+        since = when(leader.since)
+        print(f"leader: {leader.holder} on {leader.hostname}, since {since}, epoch {leader.epoch}")
+    if not found.members:
+        print("members: none")
+        return
+    print(
+        "\n".join(
+            _aligned(
+                [["MEMBER", "HOST", "PID", "SINCE", "HEARTBEAT"]]
+                + [
+                    [m.name, m.hostname, str(m.pid), when(m.since), when(m.heartbeat_at)]
+                    for m in found.members
+                ],
+                "",
+            )
+        )
+    )
