@@ -171,7 +171,7 @@ def check_job(name: str, doc: Any, where: str, path: str = "$") -> None:
         )
     for found in schema.validator("job").problems(doc, where):
         found.json_path = path + found.json_path[1:]
-        found.task_id = name
+        found.task_id, found.subject = name, "job"
         problems.append(found)
     if not isinstance(doc, Mapping):
         raise InvalidInput(problems)
@@ -186,12 +186,14 @@ def check_job(name: str, doc: Any, where: str, path: str = "$") -> None:
                     file=where,
                     json_path=f"{path}.{key}",
                     task_id=name,
+                    subject="job",
                 )
             )
     task = {k: v for k, v in doc.items() if k not in SCHEDULE_FIELDS and k not in ("id", "depends")}
     task["id"] = name
     for found in schema.validator("tasks").problems({"tasks": [task]}, where):
         found.json_path = found.json_path.replace("$.tasks[0]", path, 1)
+        found.subject = "job"
         problems.append(found)
     if problems:
         raise InvalidInput(problems)
@@ -201,7 +203,9 @@ def _semantic(name: str, doc: Mapping[str, Any], where: str, path: str) -> list[
     from mflow.scheduler.timing import check_cron, check_timezone
 
     def problem(key: str, message: str) -> ConfigError:
-        return ConfigError(message, file=where, json_path=f"{path}.{key}", task_id=name)
+        return ConfigError(
+            message, file=where, json_path=f"{path}.{key}", task_id=name, subject="job"
+        )
 
     found = []
     if "frequency" in doc and "cron" in doc:

@@ -460,7 +460,7 @@ def print_history(rows: list[HistoryRow], *, tty: bool) -> None:
             when(r.slot),
             r.kind,
             r.outcome,
-            r.reason or "-",
+            (r.reason or "-").splitlines()[0][:120],
             str(r.run_id) if r.run_id is not None else "-",
             r.state or "-",
             r.host or "-",
