@@ -966,6 +966,40 @@ def cluster_list_followers(
     )
 
 
+@app.command()
+def scheduler(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="This member's name (default: <hostname>-<pid>)."),
+    ] = None,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+) -> None:
+    """Run a scheduler: one leader among all of them on this store fires the jobs."""
+    from mflow.plan import RunRequest
+    from mflow.project import load_config
+    from mflow.scheduler.daemon import SchedulerOptions, log_to, run_scheduler
+
+    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    request = RunRequest(
+        config=config or outer.config,
+        datasources=datasources or outer.datasources,
+        state=state or outer.state,
+    )
+    conf = load_config(request.config)
+    from mflow.run import prepare_log_dir
+
+    prepare_log_dir(conf.log_directory.resolve())
+    log_to(True, str(conf.log_directory.resolve() / "scheduler.log"))
+    store = _store(ctx, state, config, datasources)
+    try:
+        run_scheduler(SchedulerOptions(request, name), store)
+    finally:
+        store.close()
+
+
 # TgFlow's names for the same commands.
 app.command("add-job", help="Add a job (TgFlow's name for `jobs add`).")(jobs_add)
 app.command("list-jobs", help="The jobs (TgFlow's name for `jobs list`).")(jobs_list)
