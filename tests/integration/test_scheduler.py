@@ -241,3 +241,41 @@ def test_a_leader_paused_through_a_takeover_fires_nothing_when_it_wakes(
     assert_every_slot_once([r for r in rows if r["outcome"] == "FIRED"], 1.0)
     out = (tmp_path / "a.out").read_text()
     assert "no longer the leader" in out or "fenced out" in out, out
+
+
+def test_a_gsql_stream_is_kept_running_and_handed_over_with_leadership(
+    tmp_path: Path, state_url: str, schedulers: Schedulers
+) -> None:
+    from tg_stub import TigerGraphStub, running
+
+    with running(TigerGraphStub(hold=True)) as stub:
+        (tmp_path / "oracle.json").write_text(
+            json.dumps(
+                {
+                    "connections": [
+                        {
+                            "name": "tg",
+                            "kind": "tigergraph",
+                            "host": stub.host,
+                            "port": stub.port,
+                            "token": stub.token,
+                        }
+                    ]
+                }
+            )
+        )
+        job = {"type": "gsql_stream", "graph": "social", "job_name": "load_people", "db": "tg"}
+        mflow(tmp_path, state_url, "jobs", "add", "feed", json.dumps(job))
+        schedulers.start("a")
+        wait_for(lambda: len(stub.requests) >= 1, "the stream's request", timeout=30)
+        schedulers.start("b")
+        time.sleep(1)
+        first = json.loads(mflow(tmp_path, state_url, "runs", "--dag", "feed", "--json").stdout)
+        assert [r["status"] for r in first] == ["RUNNING"]  # one stream, on the leader only
+        schedulers.processes["a"].terminate()  # gives up leadership: its stream stops first
+        assert schedulers.processes["a"].wait(timeout=60) == 0
+        wait_for(lambda: len(stub.requests) >= 2, "b restarts the stream", timeout=40)
+        runs = json.loads(mflow(tmp_path, state_url, "runs", "--dag", "feed", "--json").stdout)
+        assert sorted(r["status"] for r in runs) == ["CANCELLED", "RUNNING"], runs
+        stub.release.set()  # the load ends: the stream is started again after its backoff
+        wait_for(lambda: len(stub.requests) >= 3, "a restart after the end", timeout=40)
