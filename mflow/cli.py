@@ -851,7 +851,7 @@ def jobs_trigger(
     _jobs_echo(
         json_output,
         {"job": name, "run_id": launched.run_id, "slot": fire.slot},
-        str(launched.run_id),
+        "no data ready" if launched.run_id is None else str(launched.run_id),
     )
     if wait and launched.process is not None:
         raise typer.Exit(launched.process.wait())
@@ -1076,6 +1076,80 @@ def datasets_list(
         typer.echo("no datasets")
     for d in found if not json_output else ():
         typer.echo(f"{d.name}  " + "  ".join(f"{k}={v}" for k, v in d.fields.items()))
+
+
+@app.command()
+def runjob(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(metavar="JOB", help="A partition-aware job.")],
+    every: Annotated[
+        bool, typer.Option("--all", help="Go on until nothing is ready (catch-up, oldest first).")
+    ] = False,
+    dataid: Annotated[
+        str | None, typer.Option("--dataid", help="This dataid only (if it is ready).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary lines.")] = False,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+    json_output: JsonOpt = False,
+    announce_fd: Annotated[
+        int | None, typer.Option("--announce-fd", hidden=True, help="(mflow.launch)")
+    ] = None,
+    parent: Annotated[
+        str | None, typer.Option("--parent", hidden=True, help="RUN_ID:TASK_ID (a DAG task).")
+    ] = None,
+) -> None:
+    """Claim the next ready partition of JOB's output, run JOB on it, mark it READY or FAILED."""
+    import json
+
+    from mflow import partitions
+    from mflow.console import make_console
+    from mflow.plan import RunRequest
+    from mflow.runjob import runjob as produce
+
+    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    request = RunRequest(
+        config=config or outer.config,
+        datasources=datasources or outer.datasources,
+        state=state or outer.state,
+        parent=parent,
+    )
+    announced = []
+
+    def on_claimed(partition, run_id) -> None:  # type: ignore[no-untyped-def]
+        if announce_fd is not None and not announced:
+            from mflow.launch import announce
+
+            announce(announce_fd, run_id)
+            announced.append(run_id)
+
+    store = _store(ctx, state, config, datasources)
+    try:
+        done = produce(
+            store,
+            request,
+            job,
+            every=every,
+            dataid=dataid,
+            view=lambda: make_console(quiet=quiet or json_output, json_output=False),
+            on_claimed=on_claimed,
+        )
+    finally:
+        store.close()
+        if announce_fd is not None and not announced:
+            from mflow.launch import announce
+
+            announce(announce_fd, None)
+    if json_output:
+        typer.echo(json.dumps([partitions.partition_dict(p.partition) for p in done], indent=2))
+    elif not done:
+        typer.echo("no data ready")
+    for produced in done if not json_output else ():
+        part = produced.partition
+        typer.echo(f"{part.dataset} {part.dataid} {part.status} (run {part.run_id})")
+    failed = any(p.partition.status.value != "READY" for p in done)
+    raise typer.Exit(1 if failed else 0)
 
 
 @data_app.command("set")

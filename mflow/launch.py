@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Launched:
-    run_id: int
+    run_id: int | None  # None: a runjob that found no data ready
     pid: int
     process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
@@ -69,18 +69,35 @@ def run_argv(request: RunRequest) -> list[str]:
     return argv
 
 
+def runjob_argv(request: RunRequest) -> list[str]:
+    """`mflow runjob JOB --all` for a partition-aware job (`request.job`), with the
+    request's files and store."""
+    argv = [sys.executable, "-m", "mflow", "runjob", str(request.job), "--all"]
+    for flag, value in (
+        ("--config", request.config),
+        ("--datasources", request.datasources),
+        ("--state", request.state),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
 def launch(
     request: RunRequest,
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     timeout: float = 120.0,
+    partitions: bool = False,
 ) -> Launched:
-    """Start the request's run in the background; return once it has a run id."""
+    """Start the request's run in the background (with `partitions`, `mflow runjob` of the
+    request's job); return once it has a run id (None: runjob found no data ready)."""
+    argv = runjob_argv(request) if partitions else run_argv(request)
     read, write = os.pipe()
     try:
         process = subprocess.Popen(
-            [*run_argv(request), "--quiet", "--announce-fd", str(write)],
+            [*argv, "--quiet", "--announce-fd", str(write)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -93,10 +110,11 @@ def launch(
         os.close(write)
     with os.fdopen(read, "rb") as announced:
         line = announced.readline()  # EOF: it exited, or closed the pipe, without a run
-    if line.strip().isdigit():
+    if line.strip().isdigit() or line.strip() == b"-":
         assert process.stderr is not None
         process.stderr.close()  # it has pointed its own at /dev/null
-        return Launched(int(line), process.pid, process)
+        run_id = None if line.strip() == b"-" else int(line)
+        return Launched(run_id, process.pid, process)
     try:
         _, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -108,11 +126,11 @@ def launch(
     raise LaunchError(message, process.returncode or 1)
 
 
-def announce(fd: int, run_id: int) -> None:
+def announce(fd: int, run_id: int | None) -> None:
     """In the launched mflow, once its run is taken: tell `launch` the id, then let go of the
     caller's pipes (stdout and stderr to /dev/null)."""
     try:
-        os.write(fd, f"{run_id}\n".encode())
+        os.write(fd, f"{'-' if run_id is None else run_id}\n".encode())  # -: no run (runjob)
     finally:
         os.close(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -42,6 +42,7 @@ class RunRequest:
     log_dir: Path | None = None
     parent: str | None = None  # "RUN_ID:TASK_ID" for child runs
     job: str | None = None  # a stored job's name: its task is the DAG (mflow.jobs)
+    env: tuple[tuple[str, str], ...] = ()  # for every task, after config.json's (a partition)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def load(request: RunRequest) -> Project:
     from mflow.project import load_project
 
     if request.job is not None:
-        return _load_job(request)
+        return _with_env(_load_job(request), request.env)
 
     if request.resume and (request.oneshot or request.target):
         raise usage(
@@ -129,7 +130,17 @@ def load(request: RunRequest) -> Project:
         raise usage(
             "--from TASK reruns part of an earlier run: give the run with --resume RUN_ID|last"
         )
-    return load_project(request.config, request.taskfile, request.datasources)
+    return _with_env(
+        load_project(request.config, request.taskfile, request.datasources), request.env
+    )
+
+
+def _with_env(project: Project, env: tuple[tuple[str, str], ...]) -> Project:
+    if not env:
+        return project
+    from dataclasses import replace
+
+    return replace(project, config=replace(project.config, env=project.config.env + env))
 
 
 def _load_job(request: RunRequest) -> Project:
@@ -345,7 +356,7 @@ def _run_to_resume(
                 f"not '{project.dag.name}' ({project.taskfile_display})"
             )
         return run
-    if parent is not None:
+    if parent is not None and request.job is None:
         # A child run started again by its parent (a retry, a resumed parent) continues the
         # child run it started before, so nothing that succeeded runs twice.
         mine = [r for r in store.child_runs(parent[0]) if r.parent_task_id == parent[1]]

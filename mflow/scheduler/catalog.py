@@ -205,9 +205,12 @@ def trigger(store: StateStore, name: str, request: RunRequest) -> tuple[Fire, La
     while not store.claim_fire(fire):  # two triggers in one microsecond: each its own slot
         fire = replace(fire, slot=fire.slot + 1e-6)
     try:
-        launched = launch(replace(request, job=name, allow_concurrent=job.max_active > 1))
+        launched = launch(
+            replace(request, job=name, allow_concurrent=job.max_active > 1),
+            partitions=job.output is not None,
+        )
     except LaunchError as exc:
         store.set_fire_run(fire, None, f"could not start: {exc}")
         raise
-    store.set_fire_run(fire, launched.run_id)
+    store.set_fire_run(fire, launched.run_id, "no data ready" if launched.run_id is None else None)
     return replace(fire, run_id=launched.run_id), launched

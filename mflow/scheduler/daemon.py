@@ -50,7 +50,9 @@ def run_scheduler(options: SchedulerOptions, store: StateStore) -> None:
     since = time.time()
     store.join(Member(name, hostname, os.getpid(), since, since))
     elected = leadership(store, name, hostname)
-    firer = Firer(store, hostname, options.request, launch)
+    firer = Firer(
+        store, hostname, options.request, lambda request, parts: launch(request, partitions=parts)
+    )
     streams = Streams(store, options.request, lambda request, env: launch(request, env=env))
     log.info("scheduler %s started (store %s)", name, store.display_url)
     leading = None

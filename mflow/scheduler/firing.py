@@ -86,7 +86,7 @@ class Firer:
         store: StateStore,
         host: str,
         request: RunRequest,
-        launch: Callable[[RunRequest], Launched],
+        launch: Callable[[RunRequest, bool], Launched],
         workers: int = 8,
     ) -> None:
         self.store = store
@@ -159,7 +159,7 @@ class Firer:
         from mflow.launch import LaunchError
 
         try:
-            launched = self.launch(request)
+            launched = self.launch(request, job.output is not None)
         except LaunchError as exc:
             log.warning("job %s slot %s: could not start: %s", job.name, fire.slot, exc)
             self.store.set_fire_run(fire, None, f"could not start: {exc}")
@@ -168,7 +168,8 @@ class Firer:
             log.exception("job %s slot %s: could not start", job.name, fire.slot)
             self.store.set_fire_run(fire, None, f"could not start: {exc}")
             return
-        self.store.set_fire_run(fire, launched.run_id)
+        reason = "no data ready" if launched.run_id is None else None
+        self.store.set_fire_run(fire, launched.run_id, reason)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -66,12 +66,17 @@ class ChildRunTask(SubprocessTaskType):
         return argv
 
     def build_env(self, spec: TaskSpec, ctx: TaskContext) -> Mapping[str, str]:
-        # The child needs what the parent's tasks do not get: the store, the passkey and the
-        # variables holding the connections' passwords.
-        env = dict(ctx.env)
-        if ctx.state_url:
-            env["MFLOW_STATE"] = ctx.state_url
-        for name in (PASSKEY_ENV, *secret_variables(ctx.project.datasources.fields())):
-            if name in os.environ:
-                env[name] = os.environ[name]
-        return env
+        return mflow_env(ctx)
+
+
+def mflow_env(ctx: TaskContext) -> dict[str, str]:
+    """The environment of an mflow process a task starts (a child run, a runjob): it needs
+    what other tasks do not get: the store, the passkey and the variables holding the
+    connections' passwords."""
+    env = dict(ctx.env)
+    if ctx.state_url:
+        env["MFLOW_STATE"] = ctx.state_url
+    for name in (PASSKEY_ENV, *secret_variables(ctx.project.datasources.fields())):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env

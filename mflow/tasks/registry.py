@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "mflow": "mflow.tasks.child:ChildRunTask",
     "gsql_batch": "mflow.tasks.tigergraph:GsqlBatchTask",
     "gsql_stream": "mflow.tasks.tigergraph:GsqlStreamTask",
+    "runjob": "mflow.tasks.runjob:RunjobTask",
 }
 
 
