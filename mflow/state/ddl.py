@@ -129,7 +129,7 @@ partitions = sa.Table(
     sa.Column("updated_at", sa.TIMESTAMP()),
     sa.Column("heartbeat_at", sa.TIMESTAMP()),
     # The next eligible dataid: READY inputs in dataid order, an output's row by dataid.
-    sa.Index("ix_mflow_partitions_status", "dataset", "status", "dataid"),
+    sa.Index("ix_mflow_partitions_ready", "status", "dataset", "dataid"),
 )
 
 # Recurring jobs (SPEC §5): the jobs, every slot's outcome, the leader's lease, the members.
