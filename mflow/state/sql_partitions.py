@@ -133,12 +133,6 @@ class SqlPartitions:
     def _next_eligible(
         self, conn: Connection, inputs: Sequence[str], output: str, dataid: str | None
     ) -> str | None:
-        out = partitions.alias("o")
-        taken = sa.exists().where(
-            out.c.dataset == output,
-            out.c.dataid == partitions.c.dataid,
-            out.c.status != PartitionStatus.RESUBMIT.value,
-        )
         if not inputs:  # nothing to wait for: only the dataid asked for
             if dataid is None:
                 return None
@@ -148,20 +142,26 @@ class SqlPartitions:
                 )
             ).first()
             return dataid if row is None or row.status == PartitionStatus.RESUBMIT.value else None
+
+        def status_in(dataset: str) -> sa.ScalarSelect[Any]:
+            # A scalar subquery, not EXISTS: each candidate is looked up by primary key.
+            # (As a join, PostgreSQL's planner scanned a whole dataset per candidate on
+            # tables filled since its last ANALYZE: seconds per claim.)
+            other = partitions.alias()
+            return (
+                sa.select(other.c.status)
+                .where(other.c.dataset == dataset, other.c.dataid == partitions.c.dataid)
+                .scalar_subquery()
+            )
+
+        resubmit = PartitionStatus.RESUBMIT.value
         query = sa.select(partitions.c.dataid).where(
             partitions.c.dataset == inputs[0],
             partitions.c.status == PartitionStatus.READY.value,
-            ~taken,
+            sa.func.coalesce(status_in(output), resubmit) == resubmit,
         )
         for other in inputs[1:]:
-            alias = partitions.alias()
-            query = query.where(
-                sa.exists().where(
-                    alias.c.dataset == other,
-                    alias.c.dataid == partitions.c.dataid,
-                    alias.c.status == PartitionStatus.READY.value,
-                )
-            )
+            query = query.where(status_in(other) == PartitionStatus.READY.value)
         if dataid is not None:
             query = query.where(partitions.c.dataid == dataid)
         query = query.order_by(partitions.c.dataid)
