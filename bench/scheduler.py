@@ -96,14 +96,20 @@ def failover(cwd: Path, url: str) -> float:
         time.sleep(3)
         processes[leader].send_signal(signal.SIGKILL)
         killed = time.time()
-        while True:
-            rows = json.loads(mflow(cwd, url, "jobs", "history", "steady", "--json", "-n", "5"))
-            leader_now = json.loads(mflow(cwd, url, "cluster", "show-leader", "--json"))
-            if leader_now and leader_now["name"] != leader and rows and rows[0]["slot"] > killed:
-                return rows[0]["slot"] - killed + 0.0  # claimed at its slot or a bit later
-            if time.time() - killed > 120:
-                return float("inf")
-            time.sleep(0.2)
+        from mflow.state import StoreLocation, open_store
+
+        store = open_store(StoreLocation(url))
+        try:
+            old = store.leader()
+            old_epoch = old.epoch if old else 0
+            while time.time() - killed < 120:
+                fired = [f for f in store.fires("steady", limit=50) if (f.epoch or 0) > old_epoch]
+                if fired:
+                    return min(f.at for f in fired) - killed
+                time.sleep(0.2)
+            return float("inf")
+        finally:
+            store.close()
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -120,7 +126,9 @@ def capacity(url: str, jobs: int) -> tuple[float, list[float], float, float]:
     store = open_store(StoreLocation(url))
     store.init()
     for i in range(jobs):
-        catalog.add(store, f"cap{i:04d}", {"type": "bash", "command": "true", "cron": "* * * * *"}, "/")
+        catalog.add(
+            store, f"cap{i:04d}", {"type": "bash", "command": "true", "cron": "* * * * *"}, "/"
+        )
     lease = store.acquire_lease("bench", "bench-host", ttl=3600)
     assert lease is not None
     launched = []
@@ -128,7 +136,9 @@ def capacity(url: str, jobs: int) -> tuple[float, list[float], float, float]:
     class Done:
         run_id = 1
 
-    firer = Firer(store, "bench-host", RunRequest(), lambda request, parts: launched.append(1) or Done())
+    firer = Firer(
+        store, "bench-host", RunRequest(), lambda request, parts: launched.append(1) or Done()
+    )
     slot = (time.time() // 60 + 1) * 60
     time.sleep(max(0.0, slot - time.time()))
     cpu0 = time.process_time()
@@ -174,12 +184,21 @@ def report(state: str | None, args: argparse.Namespace, scratch: Path) -> None:
     print(when())
     rows = []
     latencies = fire_latency(*place("latency"), args.fires, args.latency_jobs)
-    rows.append([f"fire latency p50 ({len(latencies)} fires)", f"{statistics.median(latencies):.3f} s"])
+    rows.append(
+        [f"fire latency p50 ({len(latencies)} fires)", f"{statistics.median(latencies):.3f} s"]
+    )
     rows.append(["fire latency p99", f"{percentile(latencies, 99):.3f} s"])
-    rows.append(["failover (leader SIGKILLed -> next slot fired)", f"{failover(*place('failover')):.1f} s"])
+    rows.append(
+        ["failover (leader SIGKILLed -> next slot fired)", f"{failover(*place('failover')):.1f} s"]
+    )
     rate, delays, cpu, rss = capacity(place("capacity")[1], args.jobs)
     rows.append([f"capacity: {args.jobs} slots due at once, claimed per second", f"{rate:.0f}/s"])
-    rows.append(["capacity: claim delay p50 / max", f"{statistics.median(delays):.2f} / {max(delays):.2f} s"])
+    rows.append(
+        [
+            "capacity: claim delay p50 / max",
+            f"{statistics.median(delays):.2f} / {max(delays):.2f} s",
+        ]
+    )
     rows.append(["capacity: CPU of the turn / peak RSS", f"{cpu:.2f} s / {rss:.0f} MiB"])
     print_table(["measure", "figure"], rows)
 

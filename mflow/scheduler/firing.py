@@ -95,40 +95,68 @@ class Firer:
         self.launch = launch
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mflow-fire")
         self.lock = threading.Lock()
+        self.epoch: int | None = None
+        self.last: dict[str, float] = {}  # job -> last slot handled, this term
+        self.active: dict[str, int] = {}  # dag -> RUNNING runs, at this turn's start
         self.starting: dict[str, int] = {}  # job -> runs being started (not in the store yet)
 
     def turn(self, lease: Lease, now: float | None = None) -> float | None:
         """Handle every job once; return the next slot time among them (for the sleep)."""
         now = time.time() if now is None else now
+        if lease.epoch != self.epoch:  # a new term: what it knows comes from the store
+            self.epoch, self.last = lease.epoch, {}
+        self.active = _active_by_dag(self.store)
         upcoming: float | None = None
+        claims: list[tuple[Job, Fire]] = []
         for record in self.store.list_jobs():
             job = job_from_record(record)
             if job.schedule is None or job.stream:
                 continue
-            self._job(job, lease, now)
+            claims.extend((job, fire) for fire in self._due(job, lease, now))
             if job.enabled:
                 nxt = job.schedule.next_after(now)
                 upcoming = nxt if upcoming is None else min(upcoming, nxt)
+        claimed = self.store.claim_fires([fire for _, fire in claims]) if claims else []
+        fenced = bool(claims) and not any(claimed) and not self._still_leader(lease)
+        for (job, fire), won in zip(claims, claimed, strict=True):
+            if not won or fenced:  # claimed before (by us, before a restart), or not ours
+                if fire.outcome == "FIRED":
+                    with self.lock:
+                        self.starting[job.name] -= 1
+                continue
+            self.last[job.name] = max(self.last.get(job.name, 0.0), fire.slot)
+            if fire.outcome == "FIRED":
+                self.pool.submit(self._start, job, fire)
+        if fenced:
+            raise Fenced(claims[0][0].name)
         return upcoming
 
-    def _job(self, job: Job, lease: Lease, now: float) -> None:
+    def _due(self, job: Job, lease: Lease, now: float) -> list[Fire]:
+        """This turn's decisions for a job, as slots to claim."""
         assert job.schedule is not None
-        last = self.store.fires(job.name, limit=1, kind="scheduled")
-        after = last[0].slot if last else job.created_at
+        after = self.last.get(job.name)
+        if after is None:
+            last = self.store.fires(job.name, limit=1, kind="scheduled")
+            after = last[0].slot if last else job.created_at
         slots = job.schedule.slots(after, now, MAX_SLOTS_PER_TURN)
+        fires = []
         for decision in decide(job, slots, now, lambda: self._blocked(job)):
-            fire = Fire(
-                job.name, decision.slot, "scheduled", decision.outcome, decision.reason,
-                host=self.host, epoch=lease.epoch, at=time.time(),
-            )  # fmt: skip
-            if not self.store.claim_fire(fire):
-                if not self._still_leader(lease):
-                    raise Fenced(job.name)
-                continue  # claimed before (by us, before a restart): nothing to do
             if decision.outcome == "FIRED":
-                with self.lock:
+                with self.lock:  # counted as starting from now on (max_active, conflicts)
                     self.starting[job.name] = self.starting.get(job.name, 0) + 1
-                self.pool.submit(self._start, job, fire)
+            fires.append(
+                Fire(
+                    job.name,
+                    decision.slot,
+                    "scheduled",
+                    decision.outcome,
+                    decision.reason,
+                    host=self.host,
+                    epoch=lease.epoch,
+                    at=time.time(),
+                )
+            )
+        return fires
 
     def _still_leader(self, lease: Lease) -> bool:
         leader = self.store.leader()
@@ -138,12 +166,12 @@ class Firer:
         for other in job.after_success_of:
             if not self.store.list_runs(dag=other, status=RunState.SUCCESS, limit=1):
                 return f"waiting for: {other}"
-        for other in job.conflicts_with:
-            if _active(self.store, other):
-                return f"conflict: {other}"
         with self.lock:
-            starting = self.starting.get(job.name, 0)
-        if len(_active(self.store, job.name)) + starting >= job.max_active:
+            starting = dict(self.starting)
+        for other in job.conflicts_with:
+            if self.active.get(other, 0) + starting.get(other, 0):
+                return f"conflict: {other}"
+        if self.active.get(job.name, 0) + starting.get(job.name, 0) >= job.max_active:
             return "max_active"
         return None
 
@@ -175,8 +203,12 @@ class Firer:
         self.pool.shutdown(wait=True)
 
 
-def _active(store: StateStore, dag: str) -> list[object]:
+def _active_by_dag(store: StateStore) -> dict[str, int]:
+    """RUNNING runs by DAG (a run whose owner is gone is not running): one query a turn."""
     from mflow.queries import settle_gone
 
-    runs = store.list_runs(dag=dag, status=RunState.RUNNING, limit=100)
-    return [r for r in settle_gone(store, runs) if r.status is RunState.RUNNING]
+    counts: dict[str, int] = {}
+    for run in settle_gone(store, store.list_runs(status=RunState.RUNNING, limit=100_000)):
+        if run.status is RunState.RUNNING:
+            counts[run.dag] = counts.get(run.dag, 0) + 1
+    return counts

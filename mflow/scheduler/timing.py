@@ -22,7 +22,10 @@ from zoneinfo import ZoneInfo
 
 _FREQUENCY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_LOOKBACK = timedelta(hours=3)  # covers any DST shift when we restart a cron from local time
+# Cron times are walked from the wall-clock time of t (less a second): a wall time before it
+# is never after t, even across a DST change (a skipped time maps to the gap's end, a repeated
+# one to its first occurrence), so nothing is missed, and a minutely cron is not walked back.
+_LOOKBACK = timedelta(seconds=1)
 
 
 def parse_frequency(value: float | int | str) -> float:

@@ -337,6 +337,11 @@ class StateStore(ABC):
         epoch exists (fencing: a leader that was paused through a takeover claims nothing).
         False: claimed already, or fenced out."""
 
+    def claim_fires(self, fires: Sequence[Fire]) -> list[bool]:
+        """`claim_fire` for many slots (one turn of the leader), each claimed or not; stores
+        override it to claim them in as few transactions as they can."""
+        return [self.claim_fire(fire) for fire in fires]
+
     @abstractmethod
     def set_fire_run(self, fire: Fire, run_id: int | None, reason: str | None = None) -> None:
         """The run a claimed slot started (or why none could start)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,31 @@ class SqlJobs:
             return True
         except sa.exc.IntegrityError:
             return False  # that slot was claimed before
+
+    def claim_fires(self, many: Sequence[Fire]) -> list[bool]:
+        """All in one transaction (one fence check, one commit) when none was claimed before
+        and they share one epoch; else one by one."""
+        epochs = {f.epoch for f in many}
+        if len(many) < 2 or len(epochs) != 1:
+            return [self.claim_fire(f) for f in many]
+        self._ensure_schema()
+        (epoch,) = epochs
+        try:
+            with self._transaction() as conn:
+                if (
+                    epoch is not None
+                    and conn.execute(
+                        sa.update(lease)
+                        .where(lease.c.name == LEASE, lease.c.epoch == epoch)
+                        .values(epoch=epoch)
+                    ).rowcount
+                    != 1
+                ):
+                    return [False] * len(many)  # fenced
+                conn.execute(sa.insert(fires), [_fire_values(f) for f in many])
+            return [True] * len(many)
+        except sa.exc.IntegrityError:
+            return [self.claim_fire(f) for f in many]  # some were claimed before
 
     def set_fire_run(self, fire: Fire, run_id: int | None, reason: str | None = None) -> None:
         self._ensure_schema()
