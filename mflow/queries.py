@@ -160,9 +160,11 @@ def list_runs(
     dag: str | None = None,
     status: RunState | None = None,
     limit: int = 20,
+    before: int | None = None,
 ) -> list[RunRecord]:
-    """Recent runs, most recent first (a run whose owner is gone as FAILED)."""
-    found = settle_gone(store, store.list_runs(dag=dag, status=status, limit=limit))
+    """Recent runs, most recent first (a run whose owner is gone as FAILED); `before`: runs
+    with a smaller id only (the next page)."""
+    found = settle_gone(store, store.list_runs(dag=dag, status=status, limit=limit, before=before))
     if status is RunState.RUNNING:  # some were not running after all
         found = [r for r in found if r.status is RunState.RUNNING]
     return found

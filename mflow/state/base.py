@@ -223,8 +223,10 @@ class StateStore(ABC):
         status: RunState | None = None,
         limit: int = 20,
         top_level: bool = False,
+        before: int | None = None,
     ) -> list[RunRecord]:
-        """Most recent first; `top_level`: only runs that are not a child run."""
+        """Most recent first; `top_level`: only runs that are not a child run; `before`: only
+        runs with a smaller id (the next page)."""
 
     @abstractmethod
     def tasks(self, run_id: int) -> list[TaskRecord]:

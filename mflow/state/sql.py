@@ -430,9 +430,12 @@ class SqlStore(SqlOperations, SqlPartitions, SqlJobs, StateStore):
         status: RunState | None = None,
         limit: int = 20,
         top_level: bool = False,
+        before: int | None = None,
     ) -> list[RunRecord]:
         self._ensure_schema()
         query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(runs.c.id < before)
         if top_level:
             query = query.where(runs.c.parent_run_id.is_(None))
         if dag is not None:

@@ -324,6 +324,7 @@ class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, ZooKeeperJobs, St
         status: RunState | None = None,
         limit: int = 20,
         top_level: bool = False,
+        before: int | None = None,
     ) -> list[RunRecord]:
         self._ensure()
         parent = self.nodes.dag_index(dag) if dag is not None else self.nodes.path("runs")
@@ -332,6 +333,8 @@ class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, ZooKeeperJobs, St
         except NoNodeError:
             return []
         ids = sorted((int(n) for n in names if n.isdigit() and n != RESERVED), reverse=True)
+        if before is not None:
+            ids = [i for i in ids if i < before]
         wanted = None if status is None else RunState(status)
         found: list[RunRecord] = []
         batch = max(limit, 1) * (1 if wanted is None and not top_level else 4)

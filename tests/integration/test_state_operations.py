@@ -140,3 +140,12 @@ def test_a_version_1_sqlite_store_gains_the_new_tables_on_first_use(tmp_path: Pa
     version = db.execute("SELECT value FROM mflow_meta WHERE name = 'schema_version'").fetchone()
     indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert version == ("2",) and "ix_mflow_runs_ended" in indexes
+
+
+def test_runs_are_paged_by_id(store: StateStore) -> None:
+    ids = [store.start_run(new_run(), lock=False).id for _ in range(5)]
+    first = store.list_runs(limit=2)
+    assert [r.id for r in first] == ids[:-3:-1]
+    second = store.list_runs(limit=2, before=first[-1].id)
+    assert [r.id for r in second] == [ids[2], ids[1]]
+    assert [r.id for r in store.list_runs(limit=2, before=ids[0])] == []
