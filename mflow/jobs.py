@@ -21,7 +21,7 @@ from mflow.errors import ConfigError, InvalidInput
 if TYPE_CHECKING:
     from mflow.config import Config, Datasources, Project
     from mflow.scheduler.timing import Schedule
-    from mflow.state.base import JobRecord
+    from mflow.state.base import JobRecord, StateStore
 
 SCHEDULE_FIELDS = (
     "frequency",
@@ -289,3 +289,14 @@ def job_project(record: JobRecord, config: Config, datasources: Datasources) -> 
         datasources=datasources,
         taskfile_display=display,
     )
+
+
+def known_job(store: StateStore, name: str) -> JobRecord:
+    """The stored job, or ConfigError naming the known ones (exit 2)."""
+    record = store.get_job(name)
+    if record is None:
+        known = (
+            ", ".join(j.name for j in store.list_jobs()) or "none yet (mflow jobs add NAME JSON)"
+        )
+        raise ConfigError(f"unknown job '{name}'", json_path="", hint=f"known: {known}")
+    return record

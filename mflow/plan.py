@@ -145,9 +145,8 @@ def _with_env(project: Project, env: tuple[tuple[str, str], ...]) -> Project:
 
 def _load_job(request: RunRequest) -> Project:
     """A run of a stored job (`mflow run --job NAME`: what the scheduler starts)."""
-    from mflow.jobs import job_project
+    from mflow.jobs import job_project, known_job
     from mflow.project import load_config, load_datasources
-    from mflow.scheduler.catalog import known_job
     from mflow.state import locate, open_store
 
     if request.taskfile is not None or request.resume or request.oneshot or request.target:

@@ -47,9 +47,8 @@ def runjob(
 ) -> list[Produced]:
     """Claim and produce partitions of job `name` (one, or with `every` all that are ready);
     [] when nothing is ready. `on_claimed(partition, run_id)` is told of each run started."""
-    from mflow.jobs import job_from_record
+    from mflow.jobs import job_from_record, known_job
     from mflow.partitions import check_dataid, variables
-    from mflow.scheduler.catalog import known_job
     from mflow.state.base import Claim, this_host
 
     job = job_from_record(known_job(store, name))

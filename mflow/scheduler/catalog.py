@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mflow.errors import ConfigError
-from mflow.jobs import job_from_record
+from mflow.jobs import job_from_record, known_job
 
 if TYPE_CHECKING:
     from mflow.launch import Launched
@@ -82,17 +82,6 @@ def history(store: StateStore, name: str, limit: int = 20) -> list[HistoryRow]:
             )
         )
     return rows
-
-
-def known_job(store: StateStore, name: str) -> JobRecord:
-    """The stored job, or ConfigError naming the known ones (exit 2)."""
-    record = store.get_job(name)
-    if record is None:
-        known = (
-            ", ".join(j.name for j in store.list_jobs()) or "none yet (mflow jobs add NAME JSON)"
-        )
-        raise ConfigError(f"unknown job '{name}'", json_path="", hint=f"known: {known}")
-    return record
 
 
 def fire_dict(fire: Fire) -> dict[str, Any]:

@@ -98,14 +98,14 @@ class SqlStore(SqlOperations, SqlPartitions, SqlJobs, StateStore):
         try:
             conn = self.engine.connect()
         except sa.exc.DBAPIError as exc:
-            raise self._unavailable(exc) from None
+            raise self._fault(exc) or self._unavailable(exc) from None
         with conn:
             if not write:
                 conn.execution_options(**{DEFERRED: True})
             try:
                 transaction = conn.begin()
             except sa.exc.OperationalError as exc:  # e.g. SQLite still locked after the timeout
-                raise self._unavailable(exc) from None
+                raise self._fault(exc) or self._unavailable(exc) from None
             try:
                 with transaction:
                     yield conn

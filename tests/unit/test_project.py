@@ -14,7 +14,7 @@ from mflow.config import Project
 from mflow.errors import InvalidInput, UnknownDatasource, UnknownTaskType
 from mflow.project import load_datasources, load_project
 
-KNOWN_TYPES = "bash, command, gsql_batch, gsql_stream, mflow, oracle, spark, sql"
+KNOWN_TYPES = "bash, command, gsql_batch, gsql_stream, mflow, oracle, runjob, spark, sql"
 
 
 def write(path: Path, doc: Any) -> Path:
