@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -40,12 +41,23 @@ def test_version_prints_the_version(mflow: MflowRunner) -> None:
 
 
 def test_install_completion_writes_a_bash_completion_script(
-    tmp_path: Path, mflow: MflowRunner
+    tmp_path: Path, mflow_env: dict[str, str]
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    result = ok(mflow("--install-completion", "bash", env={"HOME": str(home)}))
-    assert "bash completion installed" in result.stdout
+    # As an operator does it: from a bash prompt (the shell is found among mflow's parents,
+    # so the command goes through bash here; under pytest alone there may be no shell).
+    command = f"{shlex.quote(sys.executable)} -m mflow --install-completion"
+    done = subprocess.run(
+        ["bash", "-c", command],
+        env={**mflow_env, "HOME": str(home)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done
+    assert "bash completion installed" in done.stdout
     script = (home / ".bash_completions" / "mflow.sh").read_text()
     assert "_MFLOW_COMPLETE" in script
     assert "mflow.sh" in (home / ".bashrc").read_text()
