@@ -1000,6 +1000,85 @@ def scheduler(
         store.close()
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to listen on; another than 127.0.0.1 needs MFLOW_API_TOKEN."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8080,
+    public_read: Annotated[
+        bool, typer.Option("--public-read", help="Reads need no token (writes still do).")
+    ] = False,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            help="POST /v1/runs starts task files under this directory (default: the current one).",
+        ),
+    ] = None,
+    state: StateOpt = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+) -> None:
+    """Serve the REST API (/v1, OpenAPI at /docs) and the web view of this store."""
+    import os
+
+    from mflow.errors import ConfigError
+
+    try:
+        import uvicorn
+
+        from mflow.api.app import create_app
+        from mflow.api.common import ApiSettings
+    except ImportError as exc:
+        raise ConfigError(
+            f"mflow serve needs the 'api' extra ({exc.name} is not installed)",
+            json_path="",
+            hint="pip install 'mflow[api]'",
+        ) from None
+    token = os.environ.get("MFLOW_API_TOKEN") or None
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            f"--host {host}: serving another address than 127.0.0.1 needs a token",
+            json_path="",
+            hint="export MFLOW_API_TOKEN=<a long random string>; clients send "
+            "'Authorization: Bearer <it>'",
+        )
+    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    root = (root or Path.cwd()).resolve()
+    if not root.is_dir():
+        raise ConfigError(f"--root {root}: not a directory", json_path="")
+    settings = ApiSettings(
+        state=state or outer.state,
+        config=config or outer.config,
+        datasources=datasources or outer.datasources,
+        root=root,
+        token=token,
+        public_read=public_read,
+    )
+    application = create_app(settings)
+    where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    print(
+        f"mflow serve: {where}/ (API {where}/v1, OpenAPI {where}/docs) on "
+        f"{application.state.store.display_url}"
+        + ("; reads are public" if public_read else "")
+        + ("" if token else "; no token: local use only"),
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    except SystemExit as exc:  # uvicorn exits 1 when it cannot bind
+        raise ConfigError(
+            f"mflow serve: could not listen on {host}:{port} (in use, or not an address here)",
+            json_path="",
+        ) from exc
+
+
 # TgFlow's names for the same commands.
 app.command("add-job", help="Add a job (TgFlow's name for `jobs add`).")(jobs_add)
 app.command("list-jobs", help="The jobs (TgFlow's name for `jobs list`).")(jobs_list)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from mflow.errors import ConfigError, RunNotFound
 from mflow.files import resolved
-from mflow.states import RunState, TaskState
+from mflow.states import RunState, TaskState, is_run_id
 
 if TYPE_CHECKING:
     from mflow.config import Project, TaskSpec
@@ -184,7 +184,7 @@ def parse_parent(value: str | None) -> tuple[int, str] | None:
     if value is None:
         return None
     run, _, task = value.partition(":")
-    if not run.isdigit() or not task:
+    if not is_run_id(run) or not task:
         raise usage(f"--parent must be RUN_ID:TASK_ID, got '{value}'")
     return int(run), task
 
@@ -346,7 +346,7 @@ def _run_to_resume(
                     f"in {store.display_url}"
                 )
         else:
-            if not request.resume.isdigit():
+            if not is_run_id(request.resume):
                 raise usage(f"--resume takes a run id or 'last', got '{request.resume}'")
             run = store.get_run(int(request.resume))
         if run.dag != project.dag.name:

@@ -17,7 +17,7 @@ from typing import Any
 from mflow.errors import ConfigError, RunNotFound
 from mflow.files import open_log_for_reading
 from mflow.state.base import DagSummary, RunRecord, StateStore, TaskRecord, is_stale
-from mflow.states import TERMINAL, RunState, TaskState
+from mflow.states import TERMINAL, RunState, TaskState, is_run_id
 
 _TASK_ORDER = {
     TaskState.SUCCESS: 0,
@@ -93,7 +93,7 @@ def record_dict(record: RunRecord | TaskRecord) -> dict[str, Any]:
 
 
 def follow_log(
-    store: StateStore, run_id: int, task: TaskRecord, poll: float = 0.5
+    store: StateStore, run_id: int, task: TaskRecord, poll: float = 0.5, offset: int = 0
 ) -> Iterator[str]:
     """The task log as it grows, chunk by chunk, until the task has ended and the file stops
     growing; the generator's return value (StopIteration.value) is the run as last seen.
@@ -102,10 +102,10 @@ def follow_log(
     has ended or been abandoned (its mflow killed: the store still says RUNNING, but
     `is_stale`). The file is read once more after that is seen: the task may have written its
     last lines between the previous read and the look at the store. The run returned lets the
-    caller tell an abandoned run from an ended task.
+    caller tell an abandoned run from an ended task. `offset`: the bytes already shown.
     """
     path = Path(task.log_path) if task.log_path else None
-    position = 0
+    position = offset
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     run: RunRecord | None = None
     while True:
@@ -174,7 +174,7 @@ def parse_run_id(value: str | None, what: str = "RUN_ID") -> int | None:
     """A run id as typed: digits, or "last" (and nothing) for the latest run."""
     if value is None or value == "last":
         return None
-    if not value.isdigit():
+    if not is_run_id(value):
         raise ConfigError(f"{what}: expected a run id or 'last', got '{value}'", json_path="")
     return int(value)
 
@@ -213,6 +213,7 @@ def status(store: StateStore, run_id: int | None = None, dag: str | None = None)
 class TaskLog:
     task: TaskRecord
     text: str | None  # None: the task has not started, or its log is gone
+    size: int = 0  # bytes read: where a follow of the log goes on from
 
 
 def find_task(store: StateStore, run_id: int, task_id: str) -> TaskRecord:
@@ -231,6 +232,34 @@ def task_log(store: StateStore, run_id: int, task_id: str) -> TaskLog:
         return TaskLog(row, None)
     try:
         with open_log_for_reading(row.log_path) as f:
-            return TaskLog(row, f.read().decode("utf-8", errors="replace"))
+            data = f.read()
+        return TaskLog(row, data.decode("utf-8", errors="replace"), len(data))
     except OSError:  # gone, or a symlink in its place
         return TaskLog(row, None)
+
+
+def run_graph(store: StateStore, run: RunRecord) -> dict[str, list[str]]:
+    """Each task of the run with the tasks it waits for, as the DAG was when the run started
+    (the snapshot the run keeps, SPEC §11); tasks the snapshot does not name have none."""
+    import json
+    import zlib
+
+    from mflow.config import parse_document
+    from mflow.errors import MflowError
+
+    task_ids = [r.task_id for r in store.tasks(run.id)]
+    edges: dict[str, list[str]] = {task_id: [] for task_id in task_ids}
+    blob = store.definitions(run.id)
+    if blob is None:
+        return edges
+    try:
+        kept = json.loads(zlib.decompress(blob))
+        doc = parse_document(kept["taskfile"], Path(kept.get("taskfile_name") or "tasks.json"))
+        tasks = doc.get("tasks", []) if isinstance(doc, dict) else []
+    except (MflowError, ValueError, KeyError, TypeError, AttributeError, zlib.error):
+        return edges
+    for task in tasks:
+        if isinstance(task, dict) and task.get("id") in edges:
+            depends = task.get("depends") or []
+            edges[task["id"]] = [d for d in dict.fromkeys(depends) if d in edges]
+    return edges

@@ -49,3 +49,11 @@ class PartitionStatus(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+MAX_ID = 2**63 - 1  # run ids are the stores' 64-bit integers
+
+
+def is_run_id(text: str) -> bool:
+    """Digits (ASCII only) of an id a store can hold."""
+    return text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID

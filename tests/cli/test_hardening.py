@@ -337,3 +337,11 @@ def test_validate_with_a_passkey_checks_that_every_encrypted_password_decrypts(
         for i, kdf in enumerate(sealed)
     ]
     no_secret(wrong)
+
+
+@pytest.mark.parametrize("run_id", ["9223372036854775808", "²", "0"])
+def test_a_run_id_no_store_can_hold_is_a_usage_error(mflow: MflowRunner, run_id: str) -> None:
+    # Found by fuzzing the HTTP API: a 2**63 id reached SQLite (OverflowError traceback).
+    for args in (["status", run_id], ["logs", run_id, "a"], ["--resume", run_id]):
+        result = mflow(*args)
+        assert result.code == 2 and "Traceback" not in result.stderr, (args, result)
