@@ -39,6 +39,7 @@ def fill(url: str, runs: int, tasks: int) -> None:
 
     store = open_store(StoreLocation(url))
     store.init()
+    snapshot = _snapshot(tasks)
     engine = store.engine  # type: ignore[attr-defined]
     start = time.time() - runs * 60
     with engine.begin() as conn:
@@ -82,9 +83,33 @@ def fill(url: str, runs: int, tasks: int) -> None:
             conn.execute(sa.insert(task_runs), rows)
             conn.execute(
                 sa.insert(run_defs),
-                [{"run_id": r, "digests": "{}"} for r in ids[chunk_start : chunk_start + 500]],
+                [{"run_id": r, "snapshot": snapshot} for r in ids[chunk_start : chunk_start + 500]],
             )
     store.close()
+
+
+def _snapshot(tasks: int) -> bytes:
+    """What a run keeps of its DAG (mflow.plan.snapshot): TASKS tasks in layers of 10, each
+    waiting for two of the layer before."""
+    import json
+    import zlib
+
+    doc = {
+        "name": "bench",
+        "tasks": [
+            {
+                "id": f"task_{t:03d}",
+                "type": "bash",
+                "command": "true",
+                "depends": sorted({f"task_{t - 10:03d}", f"task_{t - 10 - (t % 3):03d}"})
+                if t >= 13
+                else [],
+            }
+            for t in range(tasks)
+        ],
+    }
+    kept = {"v": 1, "taskfile": json.dumps(doc), "taskfile_name": "x.json", "config": None}
+    return zlib.compress(json.dumps(kept).encode(), 1)
 
 
 def main() -> None:
