@@ -40,10 +40,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mflow-home' / 'state.db'}"
 
 
-@pytest.fixture
-def filled(tmp_path: Path, mflow: MflowRunner) -> str:
-    """A SQLite store with a parent run (a diamond, a failing task, a child DAG) and two
-    more runs of another DAG; returns its URL."""
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def filled(tmp_path: Path, mflow: MflowRunner, request: pytest.FixtureRequest) -> str:
+    """A store (SQLite, PostgreSQL) with a parent run (a diamond, a failing task, a child
+    DAG) and two more runs of another DAG; returns its URL."""
     write(tmp_path / "child.json", [bash("c1", "echo child says hi")], "child")
     write(
         tmp_path / "parent.json",
@@ -56,7 +56,10 @@ def filled(tmp_path: Path, mflow: MflowRunner) -> str:
         ],
         "parent",
     )
-    url = sqlite_url(tmp_path)
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path)
+    else:
+        url = request.getfixturevalue("postgres_url")
     assert mflow("--taskfile", "parent.json", "--state", url).code == 1
     write(tmp_path / "other.json", [bash("x", "true")], "other")
     for _ in range(2):
