@@ -1079,6 +1079,49 @@ def serve(
         ) from exc
 
 
+@app.command()
+def worker(
+    ctx: typer.Context,
+    queues: Annotated[
+        str, typer.Option("--queues", "-Q", help="Queues to take attempts from, comma-separated.")
+    ] = "mflow",
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-c", min=1, help="Attempts at once (default: CPUs)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="This worker's name (default: mflow@host-pid).")
+    ] = None,
+    config: ConfigOpt = None,
+    datasources: DatasourcesOpt = None,
+) -> None:
+    """Run a Celery worker: it runs the attempts of runs whose config.json says
+    "executor": "celery", with this machine's datasources (extra `celery`)."""
+    import os
+
+    from mflow.errors import ConfigError
+    from mflow.project import load_config, load_datasources
+
+    try:
+        import celery  # noqa: F401
+
+        from mflow.worker import WorkerFiles, run_worker
+    except ImportError as exc:
+        raise ConfigError(
+            f"mflow worker needs the 'celery' extra ({exc.name} is not installed)",
+            json_path="",
+            hint="pip install 'mflow[celery]'",
+        ) from None
+    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    files = WorkerFiles(
+        load_config(config or outer.config), load_datasources(datasources or outer.datasources)
+    )
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    if not wanted:
+        raise ConfigError("--queues: give at least one queue name", json_path="")
+    run_worker(files, wanted, concurrency or os.cpu_count() or 1, name)
+
+
 # TgFlow's names for the same commands.
 app.command("add-job", help="Add a job (TgFlow's name for `jobs add`).")(jobs_add)
 app.command("list-jobs", help="The jobs (TgFlow's name for `jobs list`).")(jobs_list)

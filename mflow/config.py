@@ -290,6 +290,10 @@ class Config:
     retries: int = 0
     retry_delay: float = 10.0
     timeout: float | None = None
+    executor: str = "local"  # or "celery" (SPEC §10)
+    broker: str | None = None
+    result_backend: str | None = None
+    visibility_timeout: float | None = None
     text: str | None = field(default=None, repr=False)  # as read (mflow.plan.snapshot)
 
 
@@ -321,6 +325,12 @@ def build_config(
         retries=int(doc.get("retries", _DEFAULT.retries)),
         retry_delay=parse_duration(doc.get("retry_delay", _DEFAULT.retry_delay)),
         timeout=parse_duration(timeout) if timeout is not None else None,
+        executor=str(doc.get("executor", _DEFAULT.executor)),
+        broker=doc.get("broker"),
+        result_backend=doc.get("result_backend"),
+        visibility_timeout=(
+            parse_duration(doc["visibility_timeout"]) if "visibility_timeout" in doc else None
+        ),
         text=text,
     )
 

@@ -108,9 +108,19 @@ class Runner:
         self.watcher = ExitWatcher()
         # Where attempts run: a task that gives a command is a process, any other runs
         # in-process on a thread (see `_start`).
-        self.processes: Executor = ProcessExecutor(self.watcher)
-        self.threads: Executor = ThreadExecutor(self.watcher)
-        self.executors = (self.processes, self.threads)
+        self.processes: Executor
+        self.threads: Executor
+        if project.config.executor == "celery":  # every attempt to `mflow worker`s (SPEC §10)
+            from mflow.executors.celery import CeleryExecutor
+
+            self.processes = self.threads = CeleryExecutor(
+                self.watcher, project, settings.state_url
+            )
+            self.executors: tuple[Executor, ...] = (self.processes,)
+        else:
+            self.processes = ProcessExecutor(self.watcher)
+            self.threads = ThreadExecutor(self.watcher)
+            self.executors = (self.processes, self.threads)
         self.stop_signal: int | None = None
         self.stop_reason: str | None = None  # why, announced once (`_cancel_all`)
         self.halted = False  # --fail-fast tripped
