@@ -320,3 +320,35 @@ class ExitWatcher:
     def close(self) -> None:
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+
+class GroupWatchdog:
+    """A shell that kills process group `pgid` if this process dies first (a Celery worker
+    SIGKILLed with its pool: mflow.worker): it waits on a pipe only this process holds
+    (close-on-exec, so the task does not inherit it); end of file without "done" means this
+    process is gone. Its own session, so whatever kills the worker's group spares it."""
+
+    def __init__(self, pgid: int, grace: float) -> None:
+        read, self.write = os.pipe()
+        script = (
+            'read line; [ "$line" = done ] && exit 0; '
+            f"kill -TERM -{pgid} 2>/dev/null; sleep {grace:g}; kill -KILL -{pgid} 2>/dev/null"
+        )
+        try:
+            self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
+                ["/bin/sh", "-c", script], stdin=read, start_new_session=True
+            )
+        except OSError:
+            self.process = None
+        finally:
+            os.close(read)
+
+    def release(self) -> None:
+        """The group has been dealt with: the watchdog exits without a signal."""
+        try:
+            os.write(self.write, b"done\n")
+        except OSError:
+            pass
+        os.close(self.write)
+        if self.process is not None:
+            self.process.wait()

@@ -158,7 +158,7 @@ def _run_process(
     command: Any, log_path: Path, timeout: float | None, grace: float, cancel: threading.Event
 ) -> dict[str, Any]:
     from mflow import logs
-    from mflow.process import ExitWatcher, SpawnError, describe_exit, exit_code
+    from mflow.process import ExitWatcher, GroupWatchdog, SpawnError, describe_exit, exit_code
 
     watcher = ExitWatcher()
     parent = os.getppid()
@@ -178,7 +178,7 @@ def _run_process(
     deadline = time.monotonic() + timeout if timeout is not None else None
     kill_at: float | None = None
     timed_out = cancelled = False
-    guard = _Watchdog(proc.pid, grace)
+    guard = GroupWatchdog(proc.pid, grace)
     try:
         while True:
             watcher.wait(POLL)
@@ -204,39 +204,6 @@ def _run_process(
     rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     reason = None if rc == 0 else describe_exit(rc)
     return outcome(exit_code(rc), reason, timed_out=timed_out, cancelled=cancelled, pid=proc.pid)
-
-
-class _Watchdog:
-    """A shell that kills the task's process group if this pool process dies first (SIGKILL
-    of the worker, or Celery killing its pool): it waits on a pipe only this process holds
-    (close-on-exec, so the task does not inherit it); end of file without "done" means this
-    process is gone. Its own session, so whatever kills the worker's group spares it."""
-
-    def __init__(self, pgid: int, grace: float) -> None:
-        import subprocess
-
-        read, self.write = os.pipe()
-        script = (
-            'read line; [ "$line" = done ] && exit 0; '
-            f"kill -TERM -{pgid} 2>/dev/null; sleep {grace:g}; kill -KILL -{pgid} 2>/dev/null"
-        )
-        try:
-            self.process: Any = subprocess.Popen(
-                ["/bin/sh", "-c", script], stdin=read, start_new_session=True
-            )
-        except OSError:
-            self.process = None
-        finally:
-            os.close(read)
-
-    def release(self) -> None:
-        try:
-            os.write(self.write, b"done\n")
-        except OSError:
-            pass
-        os.close(self.write)
-        if self.process is not None:
-            self.process.wait()
 
 
 def _run_in_thread(task_type: Any, spec: TaskSpec, ctx: Any, grace: float) -> dict[str, Any]:
