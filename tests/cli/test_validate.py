@@ -194,7 +194,7 @@ BAD_TASKFILES: list[tuple[str, str | bytes, list[str]]] = [
         [
             "typo.json $.tasks[0]: unknown field 'depend' for type 'bash' in task 'a' (did you "
             "mean 'depends'? allowed: id, type, depends, retries, retry_delay, timeout, env, "
-            "cwd, description, command)"
+            "cwd, description, queue, command)"
         ],
     ),
 ]  # fmt: skip

@@ -52,7 +52,9 @@ def one(tmp_path: Path, *tasks: dict[str, Any], **kwargs: Any) -> str:
     return found[0]
 
 
-BASH_FIELDS = "id, type, depends, retries, retry_delay, timeout, env, cwd, description, command"
+BASH_FIELDS = (
+    "id, type, depends, retries, retry_delay, timeout, env, cwd, description, queue, command"
+)
 
 
 def test_unknown_field_names_the_task_and_suggests_the_right_name(tmp_path: Path) -> None:
@@ -218,8 +220,9 @@ def test_problems_come_in_file_order(tmp_path: Path) -> None:
         ({"log_directory": ""}, "$.log_directory: must not be empty"),
         ({"max_concurrency": 3},
          "$: unknown field 'max_concurrency' (did you mean 'max_process_concurrency'? allowed: "
-         "check_new_config_interval, env, log_directory, max_process_concurrency, retries, "
-         "retry_delay, state, timeout)"),
+         "broker, check_new_config_interval, env, executor, log_directory, "
+         "max_process_concurrency, result_backend, retries, retry_delay, state, timeout, "
+         "visibility_timeout)"),
     ],
 )  # fmt: skip
 def test_config_problems(tmp_path: Path, config: Any, message: str) -> None:
