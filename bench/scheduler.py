@@ -8,7 +8,8 @@
 - capacity: `--jobs` jobs due every minute (cron `* * * * *`), decided and claimed by one
   leader in this process with the real store but no run started (a run is an mflow process
   of ~0.3 s of CPU: a 2-core machine cannot start 1,000 a minute, whatever the scheduler);
-  slots claimed per second, each slot's claim delay, the process's CPU and peak RSS.
+  slots claimed per second, each slot's claim delay, the process's CPU and peak RSS, for a
+  new leader's first turn (a query per job for its last slot) and the next minute's.
   Target: every slot within 1 s of its time, RSS at most 200 MB.
 
     .venv/bin/python bench/scheduler.py                   # SQLite (fresh files)
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import mflow_command, print_table, shown_url, when, workdir, zookeeper_server
@@ -117,7 +119,17 @@ def failover(cwd: Path, url: str) -> float:
                 process.wait()
 
 
-def capacity(url: str, jobs: int) -> tuple[float, list[float], float, float]:
+@dataclass(frozen=True)
+class Turn:
+    rate: float  # slots claimed per second
+    delays: list[float]  # each slot's claim time - slot time
+    cpu: float
+
+
+def capacity(url: str, jobs: int) -> tuple[Turn, Turn, float]:
+    """Two turns of one leader over `jobs` jobs due every minute: the first of its term
+    (what it knows of each job's last slot is read from the store, a query per job) and the
+    next minute's (steady state: known). The peak RSS after both."""
     from mflow.plan import RunRequest
     from mflow.scheduler import catalog
     from mflow.scheduler.firing import Firer
@@ -139,18 +151,26 @@ def capacity(url: str, jobs: int) -> tuple[float, list[float], float, float]:
     firer = Firer(
         store, "bench-host", RunRequest(), lambda request, parts: launched.append(1) or Done()
     )
-    slot = (time.time() // 60 + 1) * 60
-    time.sleep(max(0.0, slot - time.time()))
-    cpu0 = time.process_time()
-    started = time.time()
-    firer.turn(lease)
-    took = time.time() - started
+    turns = []
+    for _ in range(2):
+        slot = (time.time() // 60 + 1) * 60
+        time.sleep(max(0.0, slot - time.time()))
+        cpu0 = time.process_time()
+        started = time.time()
+        firer.turn(lease)
+        took = time.time() - started
+        cpu = time.process_time() - cpu0
+        delays = [
+            f.at - f.slot
+            for i in range(jobs)
+            for f in store.fires(f"cap{i:04d}", limit=1)
+            if f.slot == slot
+        ]
+        turns.append(Turn(jobs / took, delays, cpu))
     firer.close()
-    cpu = time.process_time() - cpu0
-    delays = [f.at - f.slot for i in range(jobs) for f in store.fires(f"cap{i:04d}", limit=1)]
     store.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return jobs / took, delays, cpu, rss
+    return turns[0], turns[1], rss
 
 
 def main() -> None:
@@ -160,6 +180,7 @@ def main() -> None:
     parser.add_argument("--fires", type=int, default=100)
     parser.add_argument("--latency-jobs", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1000, help="jobs due every minute (capacity)")
+    parser.add_argument("--capacity-only", action="store_true", help="skip latency, failover")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     with workdir(args.keep, "mflow-bench-scheduler-") as scratch:
@@ -183,23 +204,30 @@ def report(state: str | None, args: argparse.Namespace, scratch: Path) -> None:
     print(f"scheduler; store {shown_url(state, 'SQLite (fresh per measure)')}")
     print(when())
     rows = []
-    latencies = fire_latency(*place("latency"), args.fires, args.latency_jobs)
-    rows.append(
-        [f"fire latency p50 ({len(latencies)} fires)", f"{statistics.median(latencies):.3f} s"]
-    )
-    rows.append(["fire latency p99", f"{percentile(latencies, 99):.3f} s"])
-    rows.append(
-        ["failover (leader SIGKILLed -> next slot fired)", f"{failover(*place('failover')):.1f} s"]
-    )
-    rate, delays, cpu, rss = capacity(place("capacity")[1], args.jobs)
-    rows.append([f"capacity: {args.jobs} slots due at once, claimed per second", f"{rate:.0f}/s"])
-    rows.append(
-        [
-            "capacity: claim delay p50 / max",
-            f"{statistics.median(delays):.2f} / {max(delays):.2f} s",
-        ]
-    )
-    rows.append(["capacity: CPU of the turn / peak RSS", f"{cpu:.2f} s / {rss:.0f} MiB"])
+    if not args.capacity_only:
+        latencies = fire_latency(*place("latency"), args.fires, args.latency_jobs)
+        rows.append(
+            [f"fire latency p50 ({len(latencies)} fires)", f"{statistics.median(latencies):.3f} s"]
+        )
+        rows.append(["fire latency p99", f"{percentile(latencies, 99):.3f} s"])
+        failed_over = failover(*place("failover"))
+        rows.append(["failover (leader SIGKILLed -> next slot fired)", f"{failed_over:.1f} s"])
+    first, steady, rss = capacity(place("capacity")[1], args.jobs)
+    for name, turn in (("a new leader's first turn", first), ("the next minute", steady)):
+        rows.append(
+            [
+                f"capacity, {name}: {args.jobs} slots claimed per second",
+                f"{turn.rate:.0f}/s",
+            ]
+        )
+        rows.append(
+            [
+                f"capacity, {name}: claim delay p50 / max",
+                f"{statistics.median(turn.delays):.2f} / {max(turn.delays):.2f} s",
+            ]
+        )
+        rows.append([f"capacity, {name}: CPU of the turn", f"{turn.cpu:.2f} s"])
+    rows.append(["capacity: peak RSS", f"{rss:.0f} MiB"])
     print_table(["measure", "figure"], rows)
 
 
