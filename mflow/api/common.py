@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 from fastapi import Path as PathParam
 
-from mflow.states import MAX_ID
+from mflow.states import MAX_ID, RunState, is_run_id
 
 if TYPE_CHECKING:
     from mflow.launch import Launched
-    from mflow.state.base import StateStore
+    from mflow.state.base import RunRecord, StateStore
 
 HERE = Path(__file__).parent
 RunId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="A run id.")]
@@ -129,3 +129,20 @@ class Children:
 def started(request: Request, launched: Launched) -> Launched:
     request.app.state.children.add(launched)
     return launched
+
+
+def runs_page(
+    store: StateStore, dag: str | None, status: RunState | None, size: int, token: str | None
+) -> tuple[list[RunRecord], str | None]:
+    """One page of `queries.list_runs` (newest first) and the token of the next, for the
+    API and the web view alike."""
+    from mflow import queries
+
+    before = from_page_token(token)
+    if before is not None and not is_run_id(before):
+        raise ApiError(400, f"page_token 'p{before}' is not one this server gave")
+    found = queries.list_runs(
+        store, dag=dag, status=status, limit=size + 1, before=int(before) if before else None
+    )
+    page = found[:size]
+    return page, page_token(page[-1].id) if len(found) > size else None

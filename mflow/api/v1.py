@@ -18,6 +18,7 @@ from mflow.api.common import (
     Write,
     from_page_token,
     page_token,
+    runs_page,
     started,
     store_of,
 )
@@ -61,22 +62,8 @@ def list_runs(
     """Runs, newest first; `next_page_token` while there are more."""
     from mflow import queries
 
-    before = from_page_token(page_token_)
-    if before is not None and not before.isdigit():
-        raise ApiError(400, f"page_token 'p{before}' is not one this server gave")
-    found = queries.list_runs(
-        store_of(request),
-        dag=dag,
-        status=status,
-        limit=page_size + 1,
-        before=int(before) if before else None,
-    )
-    page = found[:page_size]
-    more = len(found) > page_size
-    return {
-        "runs": [queries.record_dict(r) for r in page],
-        "next_page_token": page_token(page[-1].id) if more else None,
-    }
+    page, token = runs_page(store_of(request), dag, status, page_size, page_token_)
+    return {"runs": [queries.record_dict(r) for r in page], "next_page_token": token}
 
 
 @router.get("/runs/{run_id}", dependencies=[Read], tags=["runs"])

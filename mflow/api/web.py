@@ -22,8 +22,7 @@ from mflow.api.common import (
     ApiError,
     RunId,
     can_read,
-    from_page_token,
-    page_token,
+    runs_page,
     store_of,
     token_matches,
 )
@@ -118,7 +117,7 @@ def _local(path: str) -> str:
 
 
 @router.get("/runs", response_class=HTMLResponse)
-def runs_page(
+def runs_view(
     request: Request,
     dag: str | None = None,
     status: str | None = None,
@@ -130,23 +129,11 @@ def runs_page(
     store = store_of(request)
     dag = dag or None
     status = status or None
-    before = from_page_token(page_token_)
-    if before is not None and not before.isdigit():
-        raise ApiError(400, f"page_token 'p{before}' is not one this server gave")
-    size = 50
-    found = queries.list_runs(
-        store,
-        dag=dag,
-        status=queries.parse_run_state(status),
-        limit=size + 1,
-        before=int(before) if before else None,
-    )
-    runs = found[:size]
+    runs, token = runs_page(store, dag, queries.parse_run_state(status), 50, page_token_)
     older = None
-    if len(found) > size:
+    if token is not None:
         older = "/runs?" + urlencode(
-            {k: v for k, v in {"dag": dag, "status": status}.items() if v}
-            | {"page_token": page_token(runs[-1].id)}
+            {k: v for k, v in {"dag": dag, "status": status}.items() if v} | {"page_token": token}
         )
     return page(
         request,
