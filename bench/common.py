@@ -427,7 +427,7 @@ def zookeeper_server(directory: Path) -> Iterator[str]:
     classpath = os.pathsep.join(p for p in (ZK_CONF_DIR, ZK_JAR) if os.path.exists(p))
     argv = [
         java,
-        "-Xmx256m",
+        "-Xmx1g",  # bench/runjob.py keeps ~600,000 nodes: 256 MB ran out
         "-XX:+UseSerialGC",
         "-cp",
         classpath,

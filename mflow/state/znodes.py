@@ -7,6 +7,7 @@ its paths. Pure functions, no kazoo: what the SQL store keeps in `ddl.py`.
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 from urllib.parse import quote
 
@@ -47,6 +48,14 @@ def node_name(name: str) -> str:
     """A DAG or task name as one znode name (no '/', never '.' or '..')."""
     encoded = quote(name, safe="")
     return encoded.replace(".", "%2E") if encoded in {".", ".."} else encoded
+
+
+BUCKETS = tuple(f"{b:02x}" for b in range(64))  # of a dataset's partition nodes
+
+
+def bucket(dataid: str) -> str:
+    """The bucket of a dataid's nodes: the same on every host and in every Python."""
+    return BUCKETS[zlib.crc32(dataid.encode()) % len(BUCKETS)]
 
 
 def id_node(run_id: int) -> str:

@@ -52,11 +52,11 @@ from mflow.state.znodes import (
     task_value,
     zk_credentials,
 )
-from mflow.state.zookeeper_client import commit_writes, committed, connect, zk_errors
+from mflow.state.zookeeper_client import answer, commit_writes, committed, connect, zk_errors
 from mflow.state.zookeeper_jobs import ZooKeeperJobs
 from mflow.state.zookeeper_lock import RunLocks
 from mflow.state.zookeeper_ops import ZooKeeperOperations
-from mflow.state.zookeeper_partitions import ZooKeeperPartitions
+from mflow.state.zookeeper_partitions import ZooKeeperPartitions, _Cursor
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -83,6 +83,9 @@ class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, ZooKeeperJobs, St
         )
         self._ready = False
         self._known: dict[int, set[str]] = {}  # run id -> task nodes known to exist
+        self._layout_known = False  # the partitions' layout is checked (or upgraded)
+        self._prepared: set[str] = set()  # datasets whose partition trees exist
+        self._cursors: dict[tuple[tuple[str, ...], str], _Cursor] = {}  # a claimer's candidates
         self.locks = RunLocks(self.client, self.nodes)
 
     # ------------------------------------------------------------------ schema
@@ -310,7 +313,7 @@ class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, ZooKeeperJobs, St
         found = []
         for run_id, result in pending:
             try:
-                data, _ = result.get()
+                data, _ = answer(result)
             except NoNodeError:
                 continue
             found.append(run_from_value(run_id, loads(data)))
@@ -360,7 +363,7 @@ class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, ZooKeeperJobs, St
         records = []
         for name, result in pending:
             try:
-                data, _ = result.get()
+                data, _ = answer(result)
             except NoNodeError:
                 continue
             records.append(task_from_value(run_id, unquote(name), loads(data)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
@@ -23,9 +23,14 @@ from kazoo.retry import RetryFailedError
 
 from mflow.errors import BackendUnavailable
 
+if TYPE_CHECKING:
+    from kazoo.interfaces import IAsyncResult
+
 SESSION_TIMEOUT = 10.0  # seconds; also how long a killed owner's lock outlives it at most
 RETRY = {"max_tries": 5, "delay": 0.2, "backoff": 2, "max_delay": 5, "deadline": 30}
 MAX_TRANSACTION_BYTES = 512 * 1024  # a multi() request must stay under jute.maxbuffer (1 MB)
+ANSWER_TIMEOUT = 30.0  # seconds an asynchronous request may wait (a request queued while
+# the connection is down waits for the next connection, for ever if no server comes back)
 
 T = TypeVar("T")
 
@@ -64,6 +69,7 @@ def zk_errors(method: Callable[..., T]) -> Callable[..., T]:
             SessionExpiredError,
             ConnectionClosedError,
             RetryFailedError,
+            KazooTimeoutError,
         ) as exc:
             raise BackendUnavailable(
                 f"state store {self.display_url} cannot be reached: lost the ZooKeeper "
@@ -71,6 +77,12 @@ def zk_errors(method: Callable[..., T]) -> Callable[..., T]:
             ) from None
 
     return wrapper
+
+
+def answer(result: IAsyncResult) -> Any:
+    """The value of an asynchronous request (`get_async` and the like), or its error;
+    KazooTimeoutError after ANSWER_TIMEOUT seconds."""
+    return result.get(timeout=ANSWER_TIMEOUT)
 
 
 def committed(results: list[Any]) -> bool:

@@ -23,7 +23,7 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from mflow.state.base import Fire, JobRecord, Lease, Member
 from mflow.state.znodes import dumps, loads, node_name
-from mflow.state.zookeeper_client import zk_errors
+from mflow.state.zookeeper_client import answer, zk_errors
 
 if TYPE_CHECKING:
     from kazoo.client import KazooClient
@@ -184,7 +184,7 @@ class ZooKeeperJobs:
         found = []
         for micros, node_kind, result in pending:
             try:
-                data, _ = result.get()
+                data, _ = answer(result)
             except NoNodeError:
                 continue
             found.append(_fire(job, node_kind, micros / 1_000_000, loads(data)))

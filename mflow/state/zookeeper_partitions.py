@@ -1,22 +1,38 @@
 """The ZooKeeper store's partitions (SPEC §6): datasets, partition statuses, exactly-once claims.
 
-    <root>/datasets/<name>                  {"fields": {...}, "updated_at"}
-    <root>/partitions/<dataset>/<dataid>    {"status", "job", "run_id", "host", "pid", ...}
-    <root>/ready/<dataset>/<dataid>         exists while that partition is READY
-    <root>/resubmit/<dataset>/<dataid>      exists while it is RESUBMIT
+    <root>/datasets/<name>                       {"fields": {...}, "updated_at"}
+    <root>/partitions/<dataset>/<b>/<dataid>     {"status", "job", "run_id", "host", "pid", ...}
+    <root>/ready/<dataset>/<b>/<dataid>          exists while that partition is READY
+    <root>/resubmit/<dataset>/<b>/<dataid>       exists while it is RESUBMIT
+    <root>/running/<dataset>/<dataid>            exists while it is RUNNING (claims in progress)
 
-The two index trees let a claimer find candidates from child names alone (no partition node
-read): the dataids READY in every input, less the output's partitions that are not RESUBMIT.
-Every status change writes the partition node and its index nodes in one transaction. A claim
-is the create of the output's partition node as RUNNING (or, for a RESUBMIT one, a versioned
-set that also deletes its index node): ZooKeeper lets exactly one claimer succeed. A mixin of
-`zookeeper.ZooKeeperStore`.
+`<b>` is one of 64 buckets (`znodes.bucket`, from a CRC of the dataid). A listing of a
+node's children is one answer, and ZooKeeper's Java clients (zkCli.sh, Curator) read at most
+1 MB per answer (`jute.maxbuffer`), some 5,000 to 50,000 dataids; kazoo reads more, but an
+operator's tools must be able to look too. In 64 buckets a dataset holds millions.
+`<root>/partitions` holds this layout's mark: `zookeeper_upgrade.py` upgrades a store of the
+layout before (no buckets, no running index).
+
+The index trees let a claimer find candidates from child names alone (no partition node read):
+the dataids READY in every input, less the output's partitions that are not RESUBMIT. Every
+status change writes the partition node and its index nodes in one transaction, and each node
+added under `ready/<dataset>` or `resubmit/<dataset>` also bumps that node's data version.
+A claimer lists its candidates once, keeps them sorted, and takes them in order; while those
+versions are unchanged nothing new can have become eligible, so its next claim goes on from
+where it was instead of listing again (what a catch-up of n partitions costs: O(n), not
+O(n²)). A removal bumps nothing: a candidate that is no longer eligible fails at its take.
+
+A claim is one transaction: the create of the output's partition node as RUNNING (or, for a
+RESUBMIT one, a versioned set that also deletes its index node), the running index node, and
+a check that each input's ready node is still there. ZooKeeper lets exactly one claimer
+succeed. A mixin of `zookeeper.ZooKeeperStore`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -24,8 +40,9 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from mflow.errors import StateStoreError
 from mflow.state.base import Claim, Dataset, Partition, is_stale_owner
-from mflow.state.znodes import dumps, loads, node_name
-from mflow.state.zookeeper_client import committed, zk_errors
+from mflow.state.znodes import BUCKETS, bucket, dumps, loads, node_name
+from mflow.state.zookeeper_client import answer, committed, zk_errors
+from mflow.state.zookeeper_upgrade import ensure_layout
 from mflow.states import PartitionStatus
 
 if TYPE_CHECKING:
@@ -33,7 +50,21 @@ if TYPE_CHECKING:
 
     from mflow.state.znodes import Znodes
 
-_INDEXES = {PartitionStatus.READY: "ready", PartitionStatus.RESUBMIT: "resubmit"}
+_INDEXES = {
+    PartitionStatus.READY: "ready",
+    PartitionStatus.RESUBMIT: "resubmit",
+    PartitionStatus.RUNNING: "running",
+}
+_BUCKETED = ("partitions", "ready", "resubmit")  # "running" is flat: claims in progress
+
+
+@dataclass
+class _Cursor:
+    """A claimer's candidates for one job: sorted, taken in order from `position`."""
+
+    versions: tuple[int, ...]
+    dataids: list[str]
+    position: int = 0
 
 
 class ZooKeeperPartitions:
@@ -42,16 +73,37 @@ class ZooKeeperPartitions:
     if TYPE_CHECKING:
         client: KazooClient
         nodes: Znodes
+        _layout_known: bool
+        _prepared: set[str]
+        _cursors: dict[tuple[tuple[str, ...], str], _Cursor]
 
         def _ensure(self) -> None: ...
 
-    def _part(self, dataset: str, dataid: str | None = None) -> str:
-        base = self.nodes.path("partitions", node_name(dataset))
-        return base if dataid is None else f"{base}/{node_name(dataid)}"
+    def _tree(self, kind: str, dataset: str) -> str:
+        return self.nodes.path(kind, node_name(dataset))
 
-    def _index(self, kind: str, dataset: str, dataid: str | None = None) -> str:
-        base = self.nodes.path(kind, node_name(dataset))
-        return base if dataid is None else f"{base}/{node_name(dataid)}"
+    def _node(self, kind: str, dataset: str, dataid: str) -> str:
+        if kind in _BUCKETED:
+            return f"{self._tree(kind, dataset)}/{bucket(dataid)}/{node_name(dataid)}"
+        return f"{self._tree(kind, dataset)}/{node_name(dataid)}"
+
+    def _listing(self, trees: Iterable[tuple[str, str]]) -> list[list[str]]:
+        """The dataids under each `(kind, dataset)` tree, all asked for at once."""
+        asked = []
+        for kind, dataset in trees:
+            base = self._tree(kind, dataset)
+            paths = [f"{base}/{b}" for b in BUCKETS] if kind in _BUCKETED else [base]
+            asked.append([self.client.get_children_async(path) for path in paths])
+        found = []
+        for results in asked:
+            names: list[str] = []
+            for result in results:
+                try:
+                    names.extend(answer(result))
+                except NoNodeError:
+                    pass
+            found.append([unquote(name) for name in names])
+        return found
 
     def _names(self, path: str) -> list[str]:
         try:
@@ -59,9 +111,30 @@ class ZooKeeperPartitions:
         except NoNodeError:
             return []
 
+    def _ensure_partitions(self) -> None:
+        """The store exists and its partitions are in this module's layout."""
+        self._ensure()
+        if not self._layout_known:
+            ensure_layout(self.client, self.nodes)
+            self._layout_known = True
+
     def _prepare(self, dataset: str) -> None:
-        for path in (self._part(dataset), *(self._index(k, dataset) for k in _INDEXES.values())):
-            self.client.retry(self.client.ensure_path, path)
+        """The dataset's trees and their buckets exist (once per store object and dataset)."""
+        if dataset in self._prepared:
+            return
+        for kind in (*_BUCKETED, "running"):
+            base = self._tree(kind, dataset)
+            if self.client.retry(self.client.exists, base) is not None:
+                continue
+            self.client.retry(self.client.ensure_path, self.nodes.path(kind))
+            txn = self.client.transaction()
+            txn.create(base)
+            for name in BUCKETS if kind in _BUCKETED else ():
+                txn.create(f"{base}/{name}")
+            results = txn.commit()
+            if not committed(results) and not isinstance(results[0], NodeExistsError):
+                raise StateStoreError(f"cannot create the partitions of {dataset}: {results}")
+        self._prepared.add(dataset)
 
     @zk_errors
     def put_dataset(self, dataset: Dataset) -> bool:
@@ -95,11 +168,11 @@ class ZooKeeperPartitions:
 
     @zk_errors
     def set_partition(self, partition: Partition) -> None:
-        self._ensure()
+        self._ensure_partitions()
         self._prepare(partition.dataset)
         now = time.time()
         value = _value(partition, now)
-        path = self._part(partition.dataset, partition.dataid)
+        path = self._node("partitions", partition.dataset, partition.dataid)
         for _ in range(10):  # another writer between our read and our write: read again
             try:
                 data, stat = self.client.retry(self.client.get, path)
@@ -130,25 +203,30 @@ class ZooKeeperPartitions:
         if old == new:
             return
         if old in _INDEXES:
-            txn.delete(self._index(_INDEXES[old], dataset, dataid))
+            txn.delete(self._node(_INDEXES[old], dataset, dataid))
         if new in _INDEXES:
-            txn.create(self._index(_INDEXES[new], dataset, dataid))
+            kind = _INDEXES[new]
+            txn.create(self._node(kind, dataset, dataid))
+            if kind != "running":  # something may have become eligible: claimers list again
+                txn.set_data(self._tree(kind, dataset), b"")
 
     @zk_errors
     def partitions(
         self, dataset: str | None = None, status: PartitionStatus | None = None
     ) -> list[Partition]:
-        self._ensure()
+        self._ensure_partitions()
         names = (
             [dataset] if dataset is not None else sorted(self._names(self.nodes.path("partitions")))
         )
+        kind = _INDEXES.get(status, "partitions") if status is not None else "partitions"
         found = []
-        for name in names:
-            ids = sorted(self._names(self._part(name)))
-            pending = [(i, self.client.get_async(self._part(name, i))) for i in ids]
+        for name, ids in zip(names, self._listing((kind, name) for name in names), strict=True):
+            pending = [
+                (i, self.client.get_async(self._node("partitions", name, i))) for i in sorted(ids)
+            ]
             for dataid, result in pending:
                 try:
-                    data, _ = result.get()
+                    data, _ = answer(result)
                 except NoNodeError:
                     continue
                 part = _partition(name, dataid, loads(data))
@@ -158,7 +236,8 @@ class ZooKeeperPartitions:
 
     @zk_errors
     def heartbeat_partition(self, dataset: str, dataid: str, claim: Claim) -> None:
-        path = self._part(dataset, dataid)
+        self._ensure_partitions()
+        path = self._node("partitions", dataset, dataid)
         try:
             data, stat = self.client.retry(self.client.get, path)
         except NoNodeError:
@@ -176,67 +255,83 @@ class ZooKeeperPartitions:
     def claim_partition(
         self, claim: Claim, inputs: Sequence[str], output: str, dataid: str | None = None
     ) -> Partition | None:
-        self._ensure()
+        self._ensure_partitions()
         self._prepare(output)
         self._release_gone_claims(output)
-        for candidate in self._candidates(inputs, output, dataid):
-            taken = self._take(claim, output, candidate)
+        if dataid is not None:  # one candidate: its take checks everything
+            return self._take(claim, inputs, output, dataid)
+        if not inputs:
+            return None
+        key = (tuple(inputs), output)
+        versions = self._versions(inputs, output)  # before listing: a later change shows
+        cursor = self._cursors.get(key)
+        if cursor is None or cursor.versions != versions:
+            cursor = self._cursors[key] = self._candidates(versions, inputs, output)
+        while cursor.position < len(cursor.dataids):
+            candidate = cursor.dataids[cursor.position]
+            cursor.position += 1  # taken now, or by another claimer: either way, go on
+            taken = self._take(claim, inputs, output, candidate)
             if taken is not None:
                 return taken
         return None
 
-    def _candidates(self, inputs: Sequence[str], output: str, dataid: str | None) -> list[str]:
-        resubmit = set(self._names(self._index("resubmit", output)))
-        taken = set(self._names(self._part(output))) - resubmit
-        if not inputs:
-            return [dataid] if dataid is not None and dataid not in taken else []
-        ready = set(self._names(self._index("ready", inputs[0])))
-        for other in inputs[1:]:
-            ready &= set(self._names(self._index("ready", other)))
-        if dataid is not None:
-            ready &= {dataid}
-        return sorted(ready - taken)
+    def _versions(self, inputs: Sequence[str], output: str) -> tuple[int, ...]:
+        trees = [("ready", name) for name in inputs] + [("resubmit", output)]
+        asked = [self.client.exists_async(self._tree(kind, name)) for kind, name in trees]
+        return tuple(-1 if (stat := answer(result)) is None else stat.version for result in asked)
 
-    def _take(self, claim: Claim, output: str, dataid: str) -> Partition | None:
+    def _candidates(self, versions: tuple[int, ...], inputs: Sequence[str], output: str) -> _Cursor:
+        *readies, made, resubmit = self._listing(
+            [("ready", name) for name in inputs] + [("partitions", output), ("resubmit", output)]
+        )
+        eligible = set(readies[0]).intersection(*readies[1:])
+        return _Cursor(versions, sorted(eligible - (set(made) - set(resubmit))))
+
+    def _take(
+        self, claim: Claim, inputs: Sequence[str], output: str, dataid: str
+    ) -> Partition | None:
         now = time.time()
         part = Partition(
             output, dataid, PartitionStatus.RUNNING, claim.job, None, claim.host, claim.pid,
             now, now,
         )  # fmt: skip
-        path = self._part(output, dataid)
+        path = self._node("partitions", output, dataid)
+        txn = self.client.transaction()
+        for name in inputs:  # still READY: a ready node is created once and never written
+            txn.check(self._node("ready", name, dataid), 0)
+        # A read first: under contention most candidates are lost already, and a read costs
+        # the server far less than a transaction that fails (which it logs).
         try:
             data, stat = self.client.retry(self.client.get, path)
         except NoNodeError:
-            try:
-                self.client.retry(self.client.create, path, _value(part, now))
-                return part
-            except NodeExistsError:
-                return None  # another claimer's create came first
-        if loads(data).get("status") != PartitionStatus.RESUBMIT.value:
-            return None
-        txn = self.client.transaction()
-        txn.set_data(path, _value(part, now), stat.version)
-        txn.delete(self._index("resubmit", output, dataid))
+            txn.create(path, _value(part, now))  # fails if another claimer's came first
+        else:
+            if loads(data).get("status") != PartitionStatus.RESUBMIT.value:
+                return None
+            txn.set_data(path, _value(part, now), stat.version)
+            txn.delete(self._node("resubmit", output, dataid))
+        txn.create(self._node("running", output, dataid))
         return part if committed(txn.commit()) else None
 
     def _release_gone_claims(self, output: str) -> None:
         """RUNNING output partitions whose claimer is gone become claimable (RESUBMIT)."""
-        for part in self.partitions(output, PartitionStatus.RUNNING):
-            if not is_stale_owner(part.host or "", part.pid or 0, part.heartbeat_at):
-                continue
-            path = self._part(output, part.dataid)
+        running = self._names(self._tree("running", output))
+        asked = [(i, self.client.get_async(self._node("partitions", output, i))) for i in running]
+        for dataid, result in asked:
             try:
-                data, stat = self.client.retry(self.client.get, path)
+                data, stat = answer(result)
             except NoNodeError:
                 continue
             value = loads(data)
-            if value.get("heartbeat_at", 0) > part.heartbeat_at + 0.001:
+            if value.get("status") != PartitionStatus.RUNNING.value or not is_stale_owner(
+                value.get("host") or "", value.get("pid") or 0, value.get("heartbeat_at", 0.0)
+            ):
                 continue
             value.update(status=PartitionStatus.RESUBMIT.value, updated_at=time.time())
             txn = self.client.transaction()
-            txn.set_data(path, dumps(value), stat.version)
-            txn.create(self._index("resubmit", output, part.dataid))
-            txn.commit()
+            txn.set_data(self._node("partitions", output, dataid), dumps(value), stat.version)
+            self._move_index(txn, output, dataid, PartitionStatus.RUNNING, PartitionStatus.RESUBMIT)
+            txn.commit()  # fails when it changed meanwhile (a heartbeat, a finish): let it be
 
 
 def _value(part: Partition, now: float) -> bytes:

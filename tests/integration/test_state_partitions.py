@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from test_state_contract import dead_pid
 
+from mflow.state import StoreLocation, open_store
 from mflow.state.base import STALE_AFTER, Claim, Dataset, Partition, StateStore, this_host
 from mflow.states import PartitionStatus as P
 
@@ -89,6 +90,120 @@ def test_a_gone_claimers_partition_is_claimable_again(store: StateStore) -> None
     store.heartbeat_partition("out", "1", ME)
     (mine,) = [p for p in store.partitions("out") if p.dataid == "1"]
     assert time.time() - mine.heartbeat_at < STALE_AFTER
+
+
+def test_claims_go_on_in_order_when_partitions_arrive_change_or_are_taken_elsewhere(
+    store: StateStore, open_at: Callable[[], StateStore]
+) -> None:
+    # One claimer (one store object) claims again and again, as `runjob --all` does, while
+    # the partitions change under it: the smallest eligible dataid every time.
+    ready(store, "in", "05", "06", "07", "08", "09")
+    assert store.claim_partition(ME, ["in"], "out").dataid == "05"  # type: ignore[union-attr]
+    ready(store, "in", "01")  # late input, older than what is left
+    assert store.claim_partition(ME, ["in"], "out").dataid == "01"  # type: ignore[union-attr]
+    store.set_partition(Partition("out", "05", P.RESUBMIT))  # an operator's reset
+    assert store.claim_partition(ME, ["in"], "out").dataid == "05"  # type: ignore[union-attr]
+    other = open_at()  # another claimer takes 06; 07's input is withdrawn
+    assert other.claim_partition(ME, ["in"], "out").dataid == "06"  # type: ignore[union-attr]
+    store.set_partition(Partition("in", "07", P.FAILED))
+    assert store.claim_partition(ME, ["in"], "out").dataid == "08"  # type: ignore[union-attr]
+    store.set_partition(Partition("out", "09", P.READY))  # produced by hand meanwhile
+    assert store.claim_partition(ME, ["in"], "out") is None
+    assert store.claim_partition(ME, ["in"], "out", dataid="07") is None
+    assert [(p.dataid, p.status) for p in store.partitions("out")] == [
+        ("01", P.RUNNING), ("05", P.RUNNING), ("06", P.RUNNING), ("08", P.RUNNING),
+        ("09", P.READY),
+    ]  # fmt: skip
+    assert [p.dataid for p in store.partitions("out", P.RUNNING)] == ["01", "05", "06", "08"]
+
+
+def test_zookeeper_keeps_every_child_listing_under_one_java_client_answer(zk_url: str) -> None:
+    # ZooKeeper's Java clients (zkCli.sh among them) read at most 1 MB per answer
+    # (jute.maxbuffer); kazoo reads more, but the store stays readable by every client: 6,000
+    # dataids of 190 bytes (1.2 MB of names) are kept in buckets, listed and claimed in order.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kazoo.client import KazooClient
+
+    store = open_store(StoreLocation(zk_url))
+    try:
+        store.init()
+        dataids = [f"{i:05d}-" + "x" * 184 for i in range(6_000)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda d: ready(store, "big", d), reversed(dataids)))
+        assert [p.dataid for p in store.partitions("big", P.READY)] == dataids
+        assert store.claim_partition(ME, ["big"], "out").dataid == dataids[0]  # type: ignore[union-attr]
+        assert store.claim_partition(ME, ["big"], "out").dataid == dataids[1]  # type: ignore[union-attr]
+    finally:
+        store.close()
+    hosts, _, chroot = zk_url.removeprefix("zk://").partition("/")
+    client = KazooClient(hosts=f"{hosts}/{chroot}")
+    client.start()
+    try:
+        largest, level = 0, ["/"]
+        for _ in range(4):  # <root>/<tree>/<dataset>/<bucket>: below are the dataid leaves
+            asked = [(path, client.get_children_async(path)) for path in level]
+            level = []
+            for path, answer in asked:
+                names = answer.get(timeout=30)
+                largest = max(largest, sum(len(name.encode()) + 4 for name in names))
+                level += [f"{path.rstrip('/')}/{name}" for name in names]
+        assert 0 < largest < 100_000
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_zookeeper_partitions_of_the_layout_before_buckets_are_upgraded(zk_url: str) -> None:
+    # What mflow wrote before 2026-12-06: partition and index nodes right under the dataset
+    # (one dataid, "0a", is also a bucket's name), no running index.
+    import json
+
+    from kazoo.client import KazooClient
+
+    from mflow.state.znodes import BUCKETS
+
+    store = open_store(StoreLocation(zk_url))
+    store.init()
+    store.close()
+    hosts, _, chroot = zk_url.removeprefix("zk://").partition("/")
+    client = KazooClient(hosts=f"{hosts}/{chroot}")
+    client.start()
+    try:
+        old = {
+            ("in", "01"): ("READY", None), ("in", "0a"): ("READY", None),
+            ("in", "02"): ("READY", None), ("out", "01"): ("RUNNING", dead_pid()),
+            ("out", "x%2Fy"): ("FAILED", None), ("out", "0a"): ("RESUBMIT", None),
+        }  # fmt: skip
+        for (dataset, name), (status, pid) in old.items():
+            value = {"status": status, "job": "j", "run_id": None, "host": this_host(),
+                     "pid": pid, "updated_at": 1.0, "heartbeat_at": time.time()}  # fmt: skip
+            data = json.dumps(value).encode()
+            client.create(f"/partitions/{dataset}/{name}", data, makepath=True)
+            if status in ("READY", "RESUBMIT"):
+                client.create(f"/{status.lower()}/{dataset}/{name}", makepath=True)
+    finally:
+        client.stop()
+        client.close()
+
+    store = open_store(StoreLocation(zk_url))
+    try:
+        listed = [(p.dataset, p.dataid, p.status) for p in store.partitions()]
+        assert listed == [
+            ("in", "01", P.READY), ("in", "02", P.READY), ("in", "0a", P.READY),
+            ("out", "01", P.RUNNING), ("out", "0a", P.RESUBMIT), ("out", "x/y", P.FAILED),
+        ]  # fmt: skip
+        assert [p.dataid for p in store.partitions("in", P.READY)] == ["01", "02", "0a"]
+        # 01's claimer is gone (its pid is dead): found through the rebuilt running index.
+        assert store.claim_partition(ME, ["in"], "out").dataid == "01"  # type: ignore[union-attr]
+        assert store.claim_partition(ME, ["in"], "out").dataid == "02"  # type: ignore[union-attr]
+        assert store.claim_partition(ME, ["in"], "out").dataid == "0a"  # type: ignore[union-attr]
+        assert store.claim_partition(ME, ["in"], "out") is None
+        top = f"/{chroot}/partitions"
+        assert store.client.get(top)[0] == b'{"partitions_layout": 2}'  # type: ignore[attr-defined]
+        assert sorted(store.client.get_children(f"{top}/in")) == sorted(BUCKETS)  # type: ignore[attr-defined]
+    finally:
+        store.close()
 
 
 CLAIMER = """
