@@ -9,7 +9,7 @@
   leader in this process with the real store but no run started (a run is an mflow process
   of ~0.3 s of CPU: a 2-core machine cannot start 1,000 a minute, whatever the scheduler);
   slots claimed per second, each slot's claim delay, the process's CPU and peak RSS, for a
-  new leader's first turn (a query per job for its last slot) and the next minute's.
+  new leader's first turn (it reads every job's last slot first) and the next minute's.
   Target: every slot within 1 s of its time, RSS at most 200 MB.
 
     .venv/bin/python bench/scheduler.py                   # SQLite (fresh files)

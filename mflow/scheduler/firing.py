@@ -96,7 +96,7 @@ class Firer:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mflow-fire")
         self.lock = threading.Lock()
         self.epoch: int | None = None
-        self.last: dict[str, float] = {}  # job -> last slot handled, this term
+        self.last: dict[str, float] = {}  # job -> last slot claimed (before or in this term)
         self.active: dict[str, int] = {}  # dag -> RUNNING runs, at this turn's start
         self.starting: dict[str, int] = {}  # job -> runs being started (not in the store yet)
 
@@ -104,7 +104,7 @@ class Firer:
         """Handle every job once; return the next slot time among them (for the sleep)."""
         now = time.time() if now is None else now
         if lease.epoch != self.epoch:  # a new term: what it knows comes from the store
-            self.epoch, self.last = lease.epoch, {}
+            self.epoch, self.last = lease.epoch, self.store.last_slots("scheduled")
         self.active = _active_by_dag(self.store)
         upcoming: float | None = None
         claims: list[tuple[Job, Fire]] = []
@@ -134,10 +134,8 @@ class Firer:
     def _due(self, job: Job, lease: Lease, now: float) -> list[Fire]:
         """This turn's decisions for a job, as slots to claim."""
         assert job.schedule is not None
-        after = self.last.get(job.name)
-        if after is None:
-            last = self.store.fires(job.name, limit=1, kind="scheduled")
-            after = last[0].slot if last else job.created_at
+        # Known since the term began (`last_slots`), or a job without a slot yet.
+        after = self.last.get(job.name, job.created_at)
         slots = job.schedule.slots(after, now, MAX_SLOTS_PER_TURN)
         fires = []
         for decision in decide(job, slots, now, lambda: self._blocked(job)):

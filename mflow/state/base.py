@@ -353,6 +353,11 @@ class StateStore(ABC):
         """A job's slots, newest first."""
 
     @abstractmethod
+    def last_slots(self, kind: str = "scheduled") -> dict[str, float]:
+        """Each job's newest slot of that kind, in one request (what a new leader's first turn
+        starts from); jobs with none are absent."""
+
+    @abstractmethod
     def acquire_lease(self, holder: str, hostname: str, ttl: float) -> Lease | None:
         """Lead, or keep leading: a new epoch when taking over (none held, or expired), the
         same when `holder` holds it (renewed). None while another holds an unexpired one."""

@@ -156,6 +156,18 @@ class SqlJobs:
         with self._transaction(write=False) as conn:
             return [_fire(row) for row in conn.execute(query)]
 
+    def last_slots(self, kind: str = "scheduled") -> dict[str, float]:
+        self._ensure_schema()
+        # One primary-key probe per job (newest slot of job, kind), not a scan of every fire.
+        newest = (
+            sa.select(sa.func.max(fires.c.slot))
+            .where(fires.c.job == jobs.c.name, fires.c.kind == kind)
+            .scalar_subquery()
+        )
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sa.select(jobs.c.name, newest)).all()
+        return {name: from_db_time(slot) or 0.0 for name, slot in rows if slot is not None}
+
     # ------------------------------------------------------------------ leadership
 
     def acquire_lease(self, holder: str, hostname: str, ttl: float) -> Lease | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
@@ -96,8 +97,6 @@ class ZooKeeperJobs:
             names = self.client.retry(self.client.get_children, self.nodes.path("jobs"))
         except NoNodeError:
             return []
-        from urllib.parse import unquote
-
         found = []
         for name in sorted(unquote(n) for n in names):
             job = self.get_job(name)
@@ -189,6 +188,29 @@ class ZooKeeperJobs:
                 continue
             found.append(_fire(job, node_kind, micros / 1_000_000, loads(data)))
         return found
+
+    @zk_errors
+    def last_slots(self, kind: str = "scheduled") -> dict[str, float]:
+        self._ensure()
+        top = self.nodes.path("fires")
+        try:
+            jobs = self.client.retry(self.client.get_children, top)
+        except NoNodeError:
+            return {}
+        asked = [(name, self.client.get_children_async(f"{top}/{name}")) for name in jobs]
+        newest = {}
+        for name, result in asked:  # a slot is in its node's name: no node is read
+            try:
+                slots = [
+                    int(micros)
+                    for node_kind, _, micros in (n.rpartition("-") for n in answer(result))
+                    if node_kind == kind
+                ]
+            except NoNodeError:
+                continue
+            if slots:
+                newest[unquote(name)] = max(slots) / 1_000_000
+        return newest
 
     # ------------------------------------------------------------------ leadership
 
@@ -294,7 +316,6 @@ class ZooKeeperJobs:
     @zk_errors
     def members(self) -> list[Member]:
         self._ensure()
-        from urllib.parse import unquote
 
         try:
             names = self.client.retry(self.client.get_children, self.nodes.path("followers"))

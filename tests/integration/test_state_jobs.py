@@ -53,6 +53,19 @@ def test_a_slot_is_claimed_at_most_once(store: StateStore) -> None:
     assert found[-1].reason == "missed"
 
 
+def test_each_jobs_newest_scheduled_slot_in_one_request(store: StateStore) -> None:
+    for name in ("a", "b", "never"):
+        store.put_job(JobRecord(name, DOC), create=True)
+    slot = time.time() // 60 * 60
+    assert store.last_slots() == {}
+    store.claim_fire(Fire("a", slot - 120))
+    store.claim_fire(Fire("a", slot, outcome="SKIPPED", reason="max_active"))
+    store.claim_fire(Fire("a", slot + 60, kind="manual"))
+    store.claim_fire(Fire("b", slot - 60.5))
+    assert store.last_slots() == {"a": slot, "b": slot - 60.5}
+    assert store.last_slots("manual") == {"a": slot + 60}
+
+
 def test_a_claim_with_an_old_epoch_is_fenced_out_after_a_takeover(
     store: StateStore, open_at: Callable[[], StateStore]
 ) -> None:
