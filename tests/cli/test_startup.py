@@ -1,5 +1,5 @@
 """What starting `mflow` costs: the packages each command imports, and option values coerced
-without pydantic exactly as typer itself would (mflow.cli_values)."""
+without pydantic exactly as typer itself would (mflow.cli.values)."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def commands() -> Iterator[tuple[str, Any]]:
 
 
 def test_every_command_coerces_without_pydantic() -> None:
-    from mflow.cli_values import MflowCommand, MflowGroup
+    from mflow.cli.values import MflowCommand, MflowGroup
 
     for path, command in commands():
         assert isinstance(command, MflowGroup | MflowCommand), path
@@ -118,7 +118,7 @@ def test_option_values_come_out_as_typer_itself_makes_them(
     import typer
     from typer._coercion import build_runtime_param
 
-    from mflow.cli_values import PlainValues
+    from mflow.cli.values import PlainValues
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tasks.json").write_text("{}")
