@@ -299,8 +299,9 @@ class ZooKeeperPartitions:
         txn = self.client.transaction()
         for name in inputs:  # still READY: a ready node is created once and never written
             txn.check(self._node("ready", name, dataid), 0)
-        # A read first: under contention most candidates are lost already, and a read costs
-        # the server far less than a transaction that fails (which it logs).
+        # A read first: under contention most candidates are lost already, and a read is
+        # answered by the server at hand, while a transaction, even one that fails, goes
+        # through the leader like any write (measured: 16 claimers 220 vs 48 claims/s).
         try:
             data, stat = self.client.retry(self.client.get, path)
         except NoNodeError:
