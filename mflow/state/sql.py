@@ -138,13 +138,21 @@ class SqlStore(SqlOperations, SqlPartitions, SqlJobs, StateStore):
         return None
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split()) or type(exc).__name__
+        return BackendUnavailable(
+            f"state store {self.display_url} cannot be reached: {self._reason(exc)}"
+        )
+
+    def _reason(self, exc: BaseException, *, first_line: bool = False) -> str:
+        """The driver's message on one line (or only its first: PostgreSQL adds the
+        statement), without the password, at most 300 characters."""
+        text = str(getattr(exc, "orig", None) or exc)
+        if first_line:
+            text = text.strip().partition("\n")[0]
+        reason = " ".join(text.split()) or type(exc).__name__
         password = self.engine.url.password
         if password:
             reason = reason.replace(str(password), "***")
-        if len(reason) > 300:
-            reason = reason[:297] + "..."
-        return BackendUnavailable(f"state store {self.display_url} cannot be reached: {reason}")
+        return reason[:297] + "..." if len(reason) > 300 else reason
 
     def init(self) -> None:
         for attempt in range(1, INIT_ATTEMPTS + 1):
@@ -157,11 +165,17 @@ class SqlStore(SqlOperations, SqlPartitions, SqlJobs, StateStore):
                             index.create(conn, checkfirst=True)
                     self._write_version(conn)
                 break
-            except sa.exc.DBAPIError:
+            except sa.exc.DBAPIError as exc:
                 # Another process created a table (or the version row) between our check and
-                # our CREATE; the next round's checkfirst sees it.
+                # our CREATE; the next round's checkfirst sees it. Still failing: the database
+                # refuses (no schema selected, no CREATE permission...): say so in one line.
                 if attempt == INIT_ATTEMPTS:
-                    raise
+                    reason = self._reason(exc, first_line=True)
+                    raise StateStoreError(
+                        f"state store {self.display_url}: cannot create mflow's tables: "
+                        f"{reason} (give mflow a schema it may create tables in, or have them "
+                        "created from `mflow db init --sql`)"
+                    ) from None
                 time.sleep(0.1 * attempt)
         self._ready = True
 

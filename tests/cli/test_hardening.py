@@ -72,6 +72,25 @@ def test_a_variable_in_a_datasource_urls_query_is_kept_from_tasks(
     no_secret(result, tmp_path / "env.txt")
 
 
+def test_a_store_where_mflow_may_not_create_its_tables_is_exit_3_in_one_line(
+    tmp_path: Path, mflow: MflowRunner, postgres_url: str
+) -> None:
+    # A search_path naming no existing schema: PostgreSQL has nowhere to create the tables.
+    url = postgres_url.replace("search_path%3Dt_", "search_path%3Dmissing_").replace(
+        "search_path=t_", "search_path=missing_"
+    )
+    assert url != postgres_url
+    url = f"{url}&password={SECRET}"
+    write(tmp_path / "tasks.json", {"tasks": [bash("a", "touch ran")]})
+    for args in (("--state", url), ("runs", "--state", url)):
+        result = mflow(*args)
+        assert result.code == 3 and len(result.err_lines) == 1, result
+        assert "cannot create mflow's tables: no schema has been selected" in result.stderr
+        assert "mflow db init --sql" in result.stderr
+        no_secret(result)
+    assert not (tmp_path / "ran").exists()
+
+
 def test_zookeeper_credentials_never_reach_the_unreachable_message(
     tmp_path: Path, mflow: MflowRunner
 ) -> None:
