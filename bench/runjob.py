@@ -89,9 +89,9 @@ def add_ready(store: Any, dataset: str, dataids: list[str]) -> None:
     ops = []
     for dataid in dataids:
         value = _value(Partition(dataset, dataid, PartitionStatus.READY, "bench"), now)
-        ops.append((store._node("partitions", dataset, dataid), value, False))
-        ops.append((store._node("ready", dataset, dataid), b"", False))
-    commit_writes(store.client, [*ops, (store._tree("ready", dataset), b"", True)])
+        ops.append((store.nodes.partition("partitions", dataset, dataid), value, False))
+        ops.append((store.nodes.partition("ready", dataset, dataid), b"", False))
+    commit_writes(store.client, [*ops, (store.nodes.tree("ready", dataset), b"", True)])
 
 
 def claims_per_second(url: str, claimers: int, partitions: int, output: str) -> float:

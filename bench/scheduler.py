@@ -128,7 +128,7 @@ class Turn:
 
 def capacity(url: str, jobs: int) -> tuple[Turn, Turn, float]:
     """Two turns of one leader over `jobs` jobs due every minute: the first of its term
-    (what it knows of each job's last slot is read from the store, a query per job) and the
+    (every job's last slot read from the store in one request) and the
     next minute's (steady state: known). The peak RSS after both."""
     from mflow.plan import RunRequest
     from mflow.scheduler import catalog

@@ -12,9 +12,9 @@ import typer
 from mflow.cli.app import (
     ConfigOpt,
     DatasourcesOpt,
-    FileOptions,
     StateOpt,
     app,
+    given,
     store_for,
 )
 from mflow.cli.values import MflowTyper
@@ -73,7 +73,7 @@ def _store_dialect(ctx: typer.Context, state, config, datasources) -> str:  # ty
     from mflow.project import load_config, load_datasources
     from mflow.state import locate
 
-    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    outer = given(ctx)
     location = locate(
         state or outer.state,
         load_config(config or outer.config).state,

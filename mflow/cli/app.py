@@ -60,10 +60,15 @@ class FileOptions:
     state: str | None = None
 
 
+def given(ctx: typer.Context) -> FileOptions:
+    """The file options given before the subcommand (none: all None)."""
+    return ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+
+
 def files_for(
     ctx: typer.Context, config: Path | None, taskfile: Path | None, datasources: Path | None
 ) -> tuple[Path | None, Path | None, Path | None]:
-    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    outer = given(ctx)
     return (config or outer.config, taskfile or outer.taskfile, datasources or outer.datasources)
 
 
@@ -72,7 +77,7 @@ def store_for(
 ) -> "StateStore":
     from mflow.project import open_store_from_files
 
-    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    outer = given(ctx)
     return open_store_from_files(
         state or outer.state, config or outer.config, datasources or outer.datasources
     )

@@ -11,10 +11,10 @@ import typer
 from mflow.cli.app import (
     ConfigOpt,
     DatasourcesOpt,
-    FileOptions,
     JsonOpt,
     StateOpt,
     app,
+    given,
     stdout_tty,
     store_for,
 )
@@ -244,7 +244,7 @@ def jobs_trigger(
     from mflow.plan import RunRequest
     from mflow.scheduler import catalog
 
-    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    outer = given(ctx)
     request = RunRequest(
         config=config or outer.config,
         datasources=datasources or outer.datasources,
@@ -389,7 +389,7 @@ def scheduler(
     from mflow.project import load_config
     from mflow.scheduler.daemon import SchedulerOptions, log_to, run_scheduler
 
-    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    outer = given(ctx)
     request = RunRequest(
         config=config or outer.config,
         datasources=datasources or outer.datasources,

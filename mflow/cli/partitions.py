@@ -11,10 +11,10 @@ import typer
 from mflow.cli.app import (
     ConfigOpt,
     DatasourcesOpt,
-    FileOptions,
     JsonOpt,
     StateOpt,
     app,
+    given,
     stdout_tty,
     store_for,
 )
@@ -115,7 +115,7 @@ def runjob(
     from mflow.plan import RunRequest
     from mflow.runjob import runjob as produce
 
-    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    outer = given(ctx)
     request = RunRequest(
         config=config or outer.config,
         datasources=datasources or outer.datasources,

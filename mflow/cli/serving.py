@@ -12,9 +12,9 @@ import typer
 from mflow.cli.app import (
     ConfigOpt,
     DatasourcesOpt,
-    FileOptions,
     StateOpt,
     app,
+    given,
 )
 
 
@@ -66,7 +66,7 @@ def serve(
             hint="export MFLOW_API_TOKEN=<a long random string>; clients send "
             "'Authorization: Bearer <it>'",
         )
-    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    outer = given(ctx)
     root = (root or Path.cwd()).resolve()
     if not root.is_dir():
         raise ConfigError(f"--root {root}: not a directory", json_path="")
@@ -130,7 +130,7 @@ def worker(
             json_path="",
             hint="pip install 'mflow[celery]'",
         ) from None
-    outer = ctx.obj if isinstance(ctx.obj, FileOptions) else FileOptions()
+    outer = given(ctx)
     files = WorkerFiles(
         load_config(config or outer.config), load_datasources(datasources or outer.datasources)
     )

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from mflow.errors import ConfigError
 from mflow.state.base import RunRecord, TaskRecord
-from mflow.states import STATE_TEXT, RunState, TaskState
+from mflow.states import STATE_TEXT, PartitionStatus, RunState, TaskState
 
 DEFAULT_ROOT = "/mflow"
 REASON_LENGTH = 1000  # as in the SQL store
@@ -51,6 +51,12 @@ def node_name(name: str) -> str:
 
 
 BUCKETS = tuple(f"{b:02x}" for b in range(64))  # of a dataset's partition nodes
+BUCKETED = ("partitions", "ready", "resubmit")  # trees in buckets; "running" is flat
+INDEXES = {  # a partition's status -> the index tree that holds it while it has that status
+    PartitionStatus.READY: "ready",
+    PartitionStatus.RESUBMIT: "resubmit",
+    PartitionStatus.RUNNING: "running",
+}
 
 
 def bucket(dataid: str) -> str:
@@ -85,6 +91,22 @@ class Znodes:
 
     def children(self, run_id: int) -> str:
         return self.path("children", id_node(run_id))
+
+    def tree(self, kind: str, dataset: str) -> str:
+        """A dataset's tree of partition nodes (`partitions`) or of an index."""
+        return self.path(kind, node_name(dataset))
+
+    def tree_nodes(self, kind: str, dataset: str) -> list[str]:
+        """The nodes a tree is made of before any partition: itself and its buckets."""
+        base = self.tree(kind, dataset)
+        return [base, *(f"{base}/{b}" for b in BUCKETS)] if kind in BUCKETED else [base]
+
+    def partition(self, kind: str, dataset: str, dataid: str) -> str:
+        """A partition's node in a tree."""
+        base = self.tree(kind, dataset)
+        if kind in BUCKETED:
+            return f"{base}/{bucket(dataid)}/{node_name(dataid)}"
+        return f"{base}/{node_name(dataid)}"
 
 
 def dumps(value: dict[str, Any]) -> bytes:

@@ -56,7 +56,7 @@ from mflow.state.zookeeper_client import answer, commit_writes, committed, conne
 from mflow.state.zookeeper_jobs import ZooKeeperJobs
 from mflow.state.zookeeper_lock import RunLocks
 from mflow.state.zookeeper_ops import ZooKeeperOperations
-from mflow.state.zookeeper_partitions import ZooKeeperPartitions, _Cursor
+from mflow.state.zookeeper_partitions import Cursor, ZooKeeperPartitions
 from mflow.states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class ZooKeeperStore(ZooKeeperOperations, ZooKeeperPartitions, ZooKeeperJobs, St
         self._known: dict[int, set[str]] = {}  # run id -> task nodes known to exist
         self._layout_known = False  # the partitions' layout is checked (or upgraded)
         self._prepared: set[str] = set()  # datasets whose partition trees exist
-        self._cursors: dict[tuple[tuple[str, ...], str], _Cursor] = {}  # a claimer's candidates
+        self._cursors: dict[tuple[tuple[str, ...], str], Cursor] = {}  # a claimer's candidates
         self.locks = RunLocks(self.client, self.nodes)
 
     # ------------------------------------------------------------------ schema

@@ -36,6 +36,12 @@ def slot_node(fire: Fire) -> str:
     return f"{fire.kind}-{round(fire.slot * 1_000_000):017d}"
 
 
+def slot_of(name: str) -> tuple[str, int]:
+    """A slot node's name -> (kind, slot in microseconds): `slot_node` read back."""
+    kind, _, micros = name.rpartition("-")
+    return kind, int(micros)
+
+
 class ZooKeeperJobs:
     """Methods of `StateStore`'s jobs section, for `ZooKeeperStore`."""
 
@@ -172,9 +178,9 @@ class ZooKeeperJobs:
             return []
         keyed = []
         for name in names:
-            node_kind, _, micros = name.rpartition("-")
+            node_kind, micros = slot_of(name)
             if kind is None or node_kind == kind:
-                keyed.append((int(micros), node_kind, name))
+                keyed.append((micros, node_kind, name))
         keyed.sort(reverse=True)
         pending = [
             (k, n, self.client.get_async(f"{self._fires(job)}/{name}"))
@@ -201,11 +207,7 @@ class ZooKeeperJobs:
         newest = {}
         for name, result in asked:  # a slot is in its node's name: no node is read
             try:
-                slots = [
-                    int(micros)
-                    for node_kind, _, micros in (n.rpartition("-") for n in answer(result))
-                    if node_kind == kind
-                ]
+                slots = [micros for k, micros in map(slot_of, answer(result)) if k == kind]
             except NoNodeError:
                 continue
             if slots:

@@ -40,7 +40,7 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from mflow.errors import StateStoreError
 from mflow.state.base import Claim, Dataset, Partition, is_stale_owner
-from mflow.state.znodes import BUCKETS, bucket, dumps, loads, node_name
+from mflow.state.znodes import BUCKETED, INDEXES, dumps, loads, node_name
 from mflow.state.zookeeper_client import answer, committed, zk_errors
 from mflow.state.zookeeper_upgrade import ensure_layout
 from mflow.states import PartitionStatus
@@ -50,16 +50,9 @@ if TYPE_CHECKING:
 
     from mflow.state.znodes import Znodes
 
-_INDEXES = {
-    PartitionStatus.READY: "ready",
-    PartitionStatus.RESUBMIT: "resubmit",
-    PartitionStatus.RUNNING: "running",
-}
-_BUCKETED = ("partitions", "ready", "resubmit")  # "running" is flat: claims in progress
-
 
 @dataclass
-class _Cursor:
+class Cursor:
     """A claimer's candidates for one job: sorted, taken in order from `position`."""
 
     versions: tuple[int, ...]
@@ -75,24 +68,20 @@ class ZooKeeperPartitions:
         nodes: Znodes
         _layout_known: bool
         _prepared: set[str]
-        _cursors: dict[tuple[tuple[str, ...], str], _Cursor]
+        _cursors: dict[tuple[tuple[str, ...], str], Cursor]
 
         def _ensure(self) -> None: ...
 
-    def _tree(self, kind: str, dataset: str) -> str:
-        return self.nodes.path(kind, node_name(dataset))
-
-    def _node(self, kind: str, dataset: str, dataid: str) -> str:
-        if kind in _BUCKETED:
-            return f"{self._tree(kind, dataset)}/{bucket(dataid)}/{node_name(dataid)}"
-        return f"{self._tree(kind, dataset)}/{node_name(dataid)}"
+    def _path(self, dataset: str, dataid: str) -> str:
+        """A partition's own node (the index trees hold empty nodes of the same name)."""
+        return self.nodes.partition("partitions", dataset, dataid)
 
     def _listing(self, trees: Iterable[tuple[str, str]]) -> list[list[str]]:
         """The dataids under each `(kind, dataset)` tree, all asked for at once."""
         asked = []
         for kind, dataset in trees:
-            base = self._tree(kind, dataset)
-            paths = [f"{base}/{b}" for b in BUCKETS] if kind in _BUCKETED else [base]
+            base, *buckets = self.nodes.tree_nodes(kind, dataset)
+            paths = buckets or [base]  # the dataids are in the buckets, or right under a flat tree
             asked.append([self.client.get_children_async(path) for path in paths])
         found = []
         for results in asked:
@@ -122,15 +111,14 @@ class ZooKeeperPartitions:
         """The dataset's trees and their buckets exist (once per store object and dataset)."""
         if dataset in self._prepared:
             return
-        for kind in (*_BUCKETED, "running"):
-            base = self._tree(kind, dataset)
+        for kind in (*BUCKETED, "running"):
+            base, *buckets = self.nodes.tree_nodes(kind, dataset)
             if self.client.retry(self.client.exists, base) is not None:
                 continue
             self.client.retry(self.client.ensure_path, self.nodes.path(kind))
             txn = self.client.transaction()
-            txn.create(base)
-            for name in BUCKETS if kind in _BUCKETED else ():
-                txn.create(f"{base}/{name}")
+            for path in (base, *buckets):
+                txn.create(path)
             results = txn.commit()
             if not committed(results) and not isinstance(results[0], NodeExistsError):
                 raise StateStoreError(f"cannot create the partitions of {dataset}: {results}")
@@ -172,7 +160,7 @@ class ZooKeeperPartitions:
         self._prepare(partition.dataset)
         now = time.time()
         value = _value(partition, now)
-        path = self._node("partitions", partition.dataset, partition.dataid)
+        path = self._path(partition.dataset, partition.dataid)
         for _ in range(10):  # another writer between our read and our write: read again
             try:
                 data, stat = self.client.retry(self.client.get, path)
@@ -202,13 +190,13 @@ class ZooKeeperPartitions:
     ) -> None:
         if old == new:
             return
-        if old in _INDEXES:
-            txn.delete(self._node(_INDEXES[old], dataset, dataid))
-        if new in _INDEXES:
-            kind = _INDEXES[new]
-            txn.create(self._node(kind, dataset, dataid))
+        if old in INDEXES:
+            txn.delete(self.nodes.partition(INDEXES[old], dataset, dataid))
+        if new in INDEXES:
+            kind = INDEXES[new]
+            txn.create(self.nodes.partition(kind, dataset, dataid))
             if kind != "running":  # something may have become eligible: claimers list again
-                txn.set_data(self._tree(kind, dataset), b"")
+                txn.set_data(self.nodes.tree(kind, dataset), b"")
 
     @zk_errors
     def partitions(
@@ -218,12 +206,10 @@ class ZooKeeperPartitions:
         names = (
             [dataset] if dataset is not None else sorted(self._names(self.nodes.path("partitions")))
         )
-        kind = _INDEXES.get(status, "partitions") if status is not None else "partitions"
+        kind = "partitions" if status is None else INDEXES.get(status, "partitions")
         found = []
         for name, ids in zip(names, self._listing((kind, name) for name in names), strict=True):
-            pending = [
-                (i, self.client.get_async(self._node("partitions", name, i))) for i in sorted(ids)
-            ]
+            pending = [(i, self.client.get_async(self._path(name, i))) for i in sorted(ids)]
             for dataid, result in pending:
                 try:
                     data, _ = answer(result)
@@ -237,7 +223,7 @@ class ZooKeeperPartitions:
     @zk_errors
     def heartbeat_partition(self, dataset: str, dataid: str, claim: Claim) -> None:
         self._ensure_partitions()
-        path = self._node("partitions", dataset, dataid)
+        path = self._path(dataset, dataid)
         try:
             data, stat = self.client.retry(self.client.get, path)
         except NoNodeError:
@@ -277,15 +263,15 @@ class ZooKeeperPartitions:
 
     def _versions(self, inputs: Sequence[str], output: str) -> tuple[int, ...]:
         trees = [("ready", name) for name in inputs] + [("resubmit", output)]
-        asked = [self.client.exists_async(self._tree(kind, name)) for kind, name in trees]
+        asked = [self.client.exists_async(self.nodes.tree(kind, name)) for kind, name in trees]
         return tuple(-1 if (stat := answer(result)) is None else stat.version for result in asked)
 
-    def _candidates(self, versions: tuple[int, ...], inputs: Sequence[str], output: str) -> _Cursor:
+    def _candidates(self, versions: tuple[int, ...], inputs: Sequence[str], output: str) -> Cursor:
         *readies, made, resubmit = self._listing(
             [("ready", name) for name in inputs] + [("partitions", output), ("resubmit", output)]
         )
         eligible = set(readies[0]).intersection(*readies[1:])
-        return _Cursor(versions, sorted(eligible - (set(made) - set(resubmit))))
+        return Cursor(versions, sorted(eligible - (set(made) - set(resubmit))))
 
     def _take(
         self, claim: Claim, inputs: Sequence[str], output: str, dataid: str
@@ -295,10 +281,10 @@ class ZooKeeperPartitions:
             output, dataid, PartitionStatus.RUNNING, claim.job, None, claim.host, claim.pid,
             now, now,
         )  # fmt: skip
-        path = self._node("partitions", output, dataid)
+        path = self._path(output, dataid)
         txn = self.client.transaction()
         for name in inputs:  # still READY: a ready node is created once and never written
-            txn.check(self._node("ready", name, dataid), 0)
+            txn.check(self.nodes.partition("ready", name, dataid), 0)
         # A read first: under contention most candidates are lost already, and a read is
         # answered by the server at hand, while a transaction, even one that fails, goes
         # through the leader like any write (measured: 16 claimers 220 vs 48 claims/s).
@@ -310,14 +296,14 @@ class ZooKeeperPartitions:
             if loads(data).get("status") != PartitionStatus.RESUBMIT.value:
                 return None
             txn.set_data(path, _value(part, now), stat.version)
-            txn.delete(self._node("resubmit", output, dataid))
-        txn.create(self._node("running", output, dataid))
+            txn.delete(self.nodes.partition("resubmit", output, dataid))
+        txn.create(self.nodes.partition("running", output, dataid))
         return part if committed(txn.commit()) else None
 
     def _release_gone_claims(self, output: str) -> None:
         """RUNNING output partitions whose claimer is gone become claimable (RESUBMIT)."""
-        running = self._names(self._tree("running", output))
-        asked = [(i, self.client.get_async(self._node("partitions", output, i))) for i in running]
+        running = self._names(self.nodes.tree("running", output))
+        asked = [(i, self.client.get_async(self._path(output, i))) for i in running]
         for dataid, result in asked:
             try:
                 data, stat = answer(result)
@@ -330,7 +316,7 @@ class ZooKeeperPartitions:
                 continue
             value.update(status=PartitionStatus.RESUBMIT.value, updated_at=time.time())
             txn = self.client.transaction()
-            txn.set_data(self._node("partitions", output, dataid), dumps(value), stat.version)
+            txn.set_data(self._path(output, dataid), dumps(value), stat.version)
             self._move_index(txn, output, dataid, PartitionStatus.RUNNING, PartitionStatus.RESUBMIT)
             txn.commit()  # fails when it changed meanwhile (a heartbeat, a finish): let it be
 

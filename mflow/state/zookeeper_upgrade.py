@@ -21,7 +21,8 @@ from urllib.parse import unquote
 
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
-from mflow.state.znodes import BUCKETS, bucket, loads
+from mflow.state.znodes import INDEXES, loads
+from mflow.states import PartitionStatus
 
 if TYPE_CHECKING:
     from kazoo.client import KazooClient
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from mflow.state.znodes import Znodes
 
 LAYOUT = b'{"partitions_layout": 2}'
-_INDEXED = {"READY": "ready", "RESUBMIT": "resubmit", "RUNNING": "running"}
 
 
 def ensure_layout(client: KazooClient, nodes: Znodes) -> None:
@@ -53,41 +53,32 @@ def ensure_layout(client: KazooClient, nodes: Znodes) -> None:
             client.retry(client.set, top, LAYOUT)
 
 
-def _upgrade_dataset(client: KazooClient, nodes: Znodes, dataset: str) -> None:
-    """One dataset (`dataset` as its node name): partition nodes into buckets, then indexes."""
-    base = nodes.path("partitions", dataset)
-    for name in BUCKETS:
-        _create(client, f"{base}/{name}")
-    statuses: dict[str, str] = {}  # node name of a dataid -> its status
-    for name in client.retry(client.get_children, base):
-        data, _ = client.retry(client.get, f"{base}/{name}")
-        if data:  # an old partition node
-            _create(client, f"{base}/{_bucket(name)}/{name}", data)
-            if name in BUCKETS:
-                client.retry(client.set, f"{base}/{name}", b"")
+def _upgrade_dataset(client: KazooClient, nodes: Znodes, name: str) -> None:
+    """One dataset (`name`: its node's name): partition nodes into buckets, then indexes."""
+    dataset = unquote(name)
+    base, *buckets = nodes.tree_nodes("partitions", dataset)
+    for path in buckets:
+        _create(client, path)
+    for leaf in client.retry(client.get_children, base):
+        data, _ = client.retry(client.get, f"{base}/{leaf}")
+        if data:  # an old partition node (a bucket has no value)
+            _create(client, nodes.partition("partitions", dataset, unquote(leaf)), data)
+            if f"{base}/{leaf}" in buckets:  # it serves as that bucket from now on
+                client.retry(client.set, f"{base}/{leaf}", b"")
             else:
-                client.retry(client.delete, f"{base}/{name}")
-    for name in BUCKETS:
-        path = f"{base}/{name}"
+                client.retry(client.delete, f"{base}/{leaf}")
+    statuses = {}
+    for path in buckets:
         for leaf in client.retry(client.get_children, path):
             data, _ = client.retry(client.get, f"{path}/{leaf}")
-            statuses[leaf] = loads(data).get("status", "")
-    for kind in ("ready", "resubmit", "running"):
-        tree = nodes.path(kind, dataset)
-        client.retry(client.delete, tree, recursive=True)
-        _create(client, tree)
-        for name in BUCKETS if kind != "running" else ():
-            _create(client, f"{tree}/{name}")
-    for leaf, status in statuses.items():
-        kind = _INDEXED.get(status)
-        if kind == "running":
-            _create(client, nodes.path(kind, dataset, leaf))
-        elif kind is not None:
-            _create(client, nodes.path(kind, dataset, _bucket(leaf), leaf))
-
-
-def _bucket(name: str) -> str:
-    return bucket(unquote(name))
+            statuses[unquote(leaf)] = PartitionStatus(loads(data)["status"])
+    for kind in ("ready", "resubmit", "running"):  # derived data: written again
+        client.retry(client.delete, nodes.tree(kind, dataset), recursive=True)
+        for path in nodes.tree_nodes(kind, dataset):
+            _create(client, path)
+    for dataid, status in statuses.items():
+        if status in INDEXES:
+            _create(client, nodes.partition(INDEXES[status], dataset, dataid))
 
 
 def _create(client: KazooClient, path: str, data: bytes = b"") -> None:
